@@ -1,0 +1,1 @@
+"""Curriculum schedulers (pure JAX state inside the jitted training loop). Empty for now."""
