@@ -29,10 +29,11 @@ class Cell(nnx.Module):
         self.kind = kind
         self.hidden_size = hidden_size
         gates = {"gru": 3, "lstm": 4}[kind]
-        self.w_input = nnx.Param(nnx.initializers.lecun_normal()(rngs.params(), (input_size, gates * hidden_size)))
-        self.w_hidden = nnx.Param(
-            jnp.concatenate([nnx.initializers.orthogonal()(rngs.params(), (hidden_size, hidden_size)) for _ in range(gates)], axis=1)
-        )
+        # PyTorch's recurrent init, U(-1/sqrt(H), 1/sqrt(H)). Not orthogonal: its QR, batched under
+        # vmap over seeds, deadlocks jaxlib 0.10's CPU LAPACK thread pool on 2 cores.
+        init = nnx.initializers.uniform(2.0 / hidden_size**0.5)
+        self.w_input = nnx.Param(init(rngs.params(), (input_size, gates * hidden_size)) - 1.0 / hidden_size**0.5)
+        self.w_hidden = nnx.Param(init(rngs.params(), (hidden_size, gates * hidden_size)) - 1.0 / hidden_size**0.5)
         bias = jnp.zeros(gates * hidden_size)
         if kind == "lstm":  # forget-gate bias 1: remember by default
             bias = bias.at[hidden_size : 2 * hidden_size].set(1.0)
