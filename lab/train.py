@@ -83,6 +83,7 @@ class Trainer:
 
     def __init__(self, config: Config):
         self.config = config
+        self.on_block = None  # optional host callback(block_index), e.g. a progress bar
         g, a, t = config.game, config.agents, config.train
         self.world = games.make_world(g.n_attributes, g.n_values, g.n_objects, g.split, g.test_fraction,
                                       g.distribution, g.zipf_exponent, g.seed)
@@ -235,13 +236,16 @@ class Trainer:
         key_init, key_run, key_eval = jax.random.split(key, 3)
         state = self.init(key_init, hparams)
 
-        def block(state, key):
-            keys = jax.random.split(key, t.eval_every)
-            state, _ = jax.lax.scan(lambda s, k: self.train_step(s, k, hparams), state, keys)
+        def block(state, xs):
+            key, index = xs
+            state, _ = jax.lax.scan(lambda s, k: self.train_step(s, k, hparams), state, jax.random.split(key, t.eval_every))
+            if self.on_block is not None:
+                jax.debug.callback(self.on_block, index)
             return state, self.evaluate(state, key_eval, hparams)
 
         first = self.evaluate(state, key_eval, hparams)
-        state, later = jax.lax.scan(block, state, jax.random.split(key_run, self.n_evals))
+        xs = (jax.random.split(key_run, self.n_evals), jnp.arange(self.n_evals))
+        state, later = jax.lax.scan(block, state, xs)
         history = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, later)
         return state, history
 
