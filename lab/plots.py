@@ -29,7 +29,8 @@ LABELS = {
 def learning_curves(table: pd.DataFrame, path: str | Path, metrics=("accuracy", "topsim", "loss"), hue: str = "split"):
     """One panel per metric against training step; the band is ±1 std over seeds."""
     data = table[table["metric"].isin(metrics)]
-    grid = sns.relplot(data=data, x="step", y="value", hue=hue, col="metric", col_order=[m for m in metrics if m in set(data["metric"])],
+    hue_order = [s for s in ("train", "test") if s in set(data["split"])] if hue == "split" else None
+    grid = sns.relplot(data=data, x="step", y="value", hue=hue, hue_order=hue_order, col="metric", col_order=[m for m in metrics if m in set(data["metric"])],
                        kind="line", errorbar="sd", facet_kws=dict(sharey=False), height=3.2, aspect=1.2)
     for metric, ax in grid.axes_dict.items():
         ax.set_title(LABELS.get(metric, metric))
