@@ -43,6 +43,12 @@ class Hparams:
     temperature: jax.Array
 
 
+# Config fields that reach the trainer only through `Hparams`: a sweep varies them inside one
+# compiled call. Every other field is static (shapes or code) and splits a sweep into compile
+# groups. A new vmappable field goes into `Hparams`, `hparams_from_config` and this set.
+CONTINUOUS = frozenset({"train.lr", "train.sender_lr", "train.receiver_lr", "train.entropy_coeff", "train.temperature"})
+
+
 def hparams_from_config(config: Config, n: int | None = None) -> Hparams:
     """The config's values, as scalars or repeated `n` times for a population."""
     t = config.train
