@@ -24,11 +24,40 @@ def cmd_run(args) -> None:
     print(results.summary(table).to_string(float_format=lambda v: f"{v:.3f}"))
 
 
+def cmd_sweep(args) -> None:
+    from lab.sweep import finished, load_plan, read_manifest, run_sweep
+
+    plan = load_plan(args.sweep_file)
+    if args.dry_run:
+        out = Path(args.out) if args.out else None
+        done = frozenset()
+        if out is not None and (out / "manifest.json").is_file() and read_manifest(out)["digest"] == plan.digest:
+            done = finished(plan, out, remove=False)
+        print(plan.describe(done))
+        return
+    if not args.out:
+        raise ConfigError("--out is required (or --dry-run to print the plan only)")
+    try:
+        table = run_sweep(plan, args.out, backend=args.backend, overwrite=args.overwrite, progress=not args.quiet,
+                          chunk=args.chunk, ray_address=args.ray_address, ray_gpus=args.ray_gpus)
+    except KeyboardInterrupt:
+        print(f"lab sweep: interrupted; finished cells are kept in {args.out}, run the same command to resume", file=sys.stderr)
+        raise SystemExit(130) from None
+    print(f"wrote {args.out}/: {table['cell'].nunique()} cells, {len(table)} rows; "
+          f"read them with pandas.read_parquet('{args.out}/metrics')")
+
+
 def cmd_report(args) -> None:
     from lab.report import report
 
     path = report(Path(args.run_dir))
     print(f"wrote {path}")
+
+
+def cmd_play(args) -> None:
+    from lab.play import play
+
+    play(args.run_dir, role=args.role, rounds=args.rounds, index=args.seed_index)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -44,9 +73,29 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. train.lr=0.003")
     r.set_defaults(func=cmd_run)
 
-    rep = sub.add_parser("report", help="figures and report.md for a run directory")
+    s = sub.add_parser("sweep", help="train the cells of a sweep file into a resumable result store",
+                       description="Grid and list of configs x seeds, grouped into compile groups; rerun to resume.")
+    s.add_argument("sweep_file", help="YAML sweep file (base, grid, configs, seeds); see sweeps/")
+    s.add_argument("--out", help="sweep directory to write or resume")
+    s.add_argument("--dry-run", action="store_true", help="print the plan (groups, cells, seeds) and stop")
+    s.add_argument("--overwrite", action="store_true", help="replace --out when it holds another sweep or anything else")
+    s.add_argument("--backend", choices=("local", "ray"), default="local", help="local (in-process) or ray (a task per call)")
+    s.add_argument("--ray-address", help="address of an existing Ray cluster (default: start a local Ray)")
+    s.add_argument("--ray-gpus", type=float, default=0.0, help="GPUs per Ray task")
+    s.add_argument("--chunk", type=int, default=0, help="at most this many cells per compiled call (0: a whole group)")
+    s.add_argument("--quiet", action="store_true", help="no progress bars")
+    s.set_defaults(func=cmd_sweep)
+
+    rep = sub.add_parser("report", help="figures and report.md for a run or sweep directory")
     rep.add_argument("run_dir")
     rep.set_defaults(func=cmd_report)
+
+    pl = sub.add_parser("play", help="play one role of the game against a trained agent, in the terminal")
+    pl.add_argument("run_dir", help="a run directory written by `lab run`")
+    pl.add_argument("--role", default="speaker", help="your role: speaker or listener")
+    pl.add_argument("--rounds", type=int, default=5)
+    pl.add_argument("--seed-index", type=int, default=0, help="which seed of the run is your partner")
+    pl.set_defaults(func=cmd_play)
     return p
 
 
