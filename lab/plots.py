@@ -40,3 +40,50 @@ def learning_curves(table: pd.DataFrame, path: str | Path, metrics=("accuracy", 
     grid.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(grid.figure)
     return path
+
+
+def sweep_curves(table: pd.DataFrame, path: str | Path, hue: str, metrics=("accuracy", "topsim", "loss"), band: str = "seeds"):
+    """Learning curves of a sweep: one row per split, one panel per metric, a line per `hue` value."""
+    data = table[table["metric"].isin(metrics)]
+    splits = [s for s in ("train", "test") if s in set(data["split"])]
+    grid = sns.relplot(data=data, x="step", y="value", hue=hue, row="split", row_order=splits, col="metric",
+                       col_order=[m for m in metrics if m in set(data["metric"])], kind="line", errorbar="sd",
+                       facet_kws=dict(sharey=False), height=2.8, aspect=1.3)
+    for (split, metric), ax in grid.axes_dict.items():
+        ax.set_title(f"{split}: {LABELS.get(metric, metric)}", fontsize=9)
+        ax.set_xlabel("training step")
+        ax.set_ylabel(LABELS.get(metric, metric))
+    grid.figure.suptitle(f"mean, band = ±1 std over {band}", y=1.02, fontsize=9)
+    grid.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(grid.figure)
+    return path
+
+
+def final_against(last: pd.DataFrame, key: str, path: str | Path, metrics=("accuracy", "topsim", "loss")):
+    """Final metrics (rows of the last evaluation) against one swept key, mean ± 1 std, one panel per metric."""
+    data = last[last["metric"].isin(metrics)]
+    splits = [s for s in ("train", "test") if s in set(data["split"])]
+    grid = sns.catplot(data=data, x=key, y="value", hue="split", hue_order=splits, col="metric",
+                       col_order=[m for m in metrics if m in set(data["metric"])], kind="point", errorbar="sd",
+                       sharey=False, height=3.0, aspect=1.1)
+    for metric, ax in grid.axes_dict.items():
+        ax.set_title(LABELS.get(metric, metric), fontsize=9)
+        ax.set_ylabel(f"final {LABELS.get(metric, metric)}")
+    grid.figure.suptitle(f"final evaluation against {key}: mean, bar = ±1 std over seeds and the other swept keys",
+                         y=1.03, fontsize=9)
+    grid.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(grid.figure)
+    return path
+
+
+def heatmaps(means: dict[str, pd.DataFrame], path: str | Path, title: str):
+    """One annotated heatmap per metric of a two-key grid: `means[metric]` indexed by key 1, columns key 2."""
+    fig, axes = plt.subplots(1, len(means), figsize=(4.2 * len(means), 3.4), squeeze=False)
+    for ax, (metric, matrix) in zip(axes[0], means.items()):
+        sns.heatmap(matrix, annot=True, fmt=".2f", cmap="viridis", ax=ax, cbar_kws=dict(shrink=0.8))
+        ax.set_title(LABELS.get(metric, metric), fontsize=9)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path

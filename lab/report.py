@@ -22,6 +22,10 @@ def read_metrics(run_dir: Path) -> pd.DataFrame:
 
 
 def report(run_dir: Path) -> Path:
+    if (run_dir / "manifest.json").is_file():  # a sweep directory written by `lab sweep`
+        from lab.sweep_report import report as sweep_report
+
+        return sweep_report(run_dir)
     table = read_metrics(run_dir)
     figures = run_dir / "figures"
     figures.mkdir(exist_ok=True)
