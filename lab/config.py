@@ -68,7 +68,18 @@ class TrainConfig:
     baseline_decay: float = doc("reinforce: decay of the running-mean reward baseline", 0.99, low=0.0, high=1.0, high_open=True)
     temperature: float = doc("gumbel: Gumbel-softmax temperature", 1.0, low=0.0, low_open=True)
     eval_every: int = doc("steps between evaluations (metrics on train and test)", 100, low=1)
-    eval_size: int = doc("at most this many objects per split for topsim (pairs grow as n^2)", 256, low=2)
+    eval_size: int = doc("at most this many objects per split for topsim and the loss decomposition (pairs grow as n^2)", 256, low=2)
+    control: str = doc("co-adaptation control: none; reset (listener reset and refitted every reset_every steps); "
+                       "population (n_listeners listeners, one drawn per step); ideal (sender rewarded by its ideal listener)",
+                       "none", choices=("none", "reset", "population", "ideal"))
+    reset_every: int = doc("reset control: steps between listener resets", 250, low=1)
+    n_listeners: int = doc("population control: listeners the sender talks to", 4, low=1)
+    listener_max_steps: int = doc("reset control and probes: most listener-only steps when refitting a listener", 500, low=1)
+    listener_window: int = doc("reset control and probes: refitting stops when the mean loss of the last window steps "
+                               "is not below that of the window before by listener_tolerance", 20, low=1)
+    listener_tolerance: float = doc("reset control and probes: improvement (nats) that counts as progress", 1e-3, low=0.0)
+    ideal_size: int = doc("ideal control: train objects that normalise the ideal listener, drawn anew each step; "
+                          "0 or >= the train split means all of them (exact)", 64, low=0)
 
 
 @dataclass(frozen=True)
@@ -172,6 +183,9 @@ def validate(config: Config) -> Config:
     if g.kind == "discrimination" and g.n_distractors + 1 > n_train:
         raise ConfigError(f"game.n_distractors={g.n_distractors}: needs at least {g.n_distractors + 1} train objects, "
                           f"the split leaves {n_train}")
+    if t.control == "ideal" and (t.mode != "reinforce" or g.kind != "reconstruction"):
+        raise ConfigError(f"train.control='ideal' needs train.mode='reinforce' and game.kind='reconstruction' "
+                          f"(the ideal listener is a posterior over objects, a REINFORCE reward); got mode={t.mode!r}, kind={g.kind!r}")
     if t.steps % t.eval_every:
         raise ConfigError(f"train.steps={t.steps}: must be a multiple of train.eval_every={t.eval_every}")
     return config

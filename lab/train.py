@@ -27,6 +27,7 @@ from flax import nnx, struct
 
 import games
 from lab import metrics
+from lab.analysis import decomposition
 from lab.agents import Message, Receiver, Sender, eos_weights, make_agents
 from lab.config import Config
 
@@ -85,7 +86,18 @@ class Episode(NamedTuple):
 
 
 class Trainer:
-    """Everything static about a run: world, game, agent definitions, optimizer."""
+    """Everything static about a run: world, game, agent definitions, optimizer.
+
+    `Trainer(config)` with `train.control` other than none builds the control's subclass
+    (lab.controls), so every entry point honours the control.
+    """
+
+    def __new__(cls, config: Config):
+        if cls is Trainer and config.train.control != "none":
+            from lab.controls import TRAINERS  # the controls subclass Trainer
+
+            cls = TRAINERS[config.train.control]
+        return super().__new__(cls)
 
     def __init__(self, config: Config):
         self.config = config
@@ -103,6 +115,10 @@ class Trainer:
         self.split_objects = {"train": self.world.train_objects, "test": self.world.test_objects}
         # fixed candidate sets per evaluated object, so evaluations are comparable over time
         self.eval_episodes = {split: self._eval_episodes(objs, seed) for seed, (split, objs) in enumerate(self.split_objects.items())}
+        # the loss decomposition costs n^2 teacher-forced messages: a larger split is decomposed on a
+        # fixed uniform subset of eval_size objects (uniform prior over that subset)
+        self.decomposition_index = {split: np.sort(np.random.default_rng(seed).permutation(len(objs))[: t.eval_size])
+                                    for seed, (split, objs) in enumerate(self.split_objects.items())}
 
     # -- agents as pure functions of their parameters -------------------------------------
     def sender(self, params) -> Sender:
@@ -210,7 +226,8 @@ class Trainer:
         a, t = self.config.agents, self.config.train
         out = {}
         for split in SPLITS:
-            batch = self.eval_episodes[split]
+            # a barrier, or XLA constant-folds the sorts of topsim over the fixed objects at compile time
+            batch = jax.lax.optimization_barrier(self.eval_episodes[split])
             greedy = self.play(state.sender, state.receiver, batch, key, hparams, "greedy")
             sampled = self.play(state.sender, state.receiver, batch, key, hparams, "sample")
             symbols = greedy.message.symbols
@@ -228,7 +245,19 @@ class Trainer:
             if self.game.kind == "reconstruction":
                 guess = self._greedy_guess(state.receiver, greedy.message)
                 out[split]["attribute_accuracy"] = jnp.mean(guess == batch.target)
+                out[split].update(self.decompose(state.sender, sampled, split))
         return out
+
+    def decompose(self, sender_params, sampled: Episode, split: str) -> dict[str, jax.Array]:
+        """l_info and l_adapt of a split's sampled episode (lab.analysis.decomposition).
+
+        They sum to the logged `loss` when the split has at most `eval_size` objects; a larger
+        split is decomposed on a fixed subset of them.
+        """
+        index = self.decomposition_index[split]
+        log_pi = decomposition.message_log_probs(self.sender(sender_params), sampled.targets[index], sampled.message.symbols[index])
+        terms = decomposition.decompose(log_pi, sampled.log_rho[index])
+        return dict(l_info=terms.l_info, l_adapt=terms.l_adapt)
 
     def _greedy_guess(self, receiver_params, message: Message) -> jax.Array:
         log_p = self.receiver(receiver_params).reconstruct(message.one_hot)  # [B, T, K, V]
@@ -244,7 +273,7 @@ class Trainer:
 
         def block(state, xs):
             key, index = xs
-            state, _ = jax.lax.scan(lambda s, k: self.train_step(s, k, hparams), state, jax.random.split(key, t.eval_every))
+            state = self.train_block(state, key, index, hparams)
             if self.on_block is not None:
                 jax.debug.callback(self.on_block, index)
             return state, self.evaluate(state, key_eval, hparams)
@@ -254,6 +283,11 @@ class Trainer:
         state, later = jax.lax.scan(block, state, xs)
         history = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, later)
         return state, history
+
+    def train_block(self, state: TrainState, key: jax.Array, index: jax.Array, hparams: Hparams) -> TrainState:
+        """`eval_every` optimizer steps; `index` is the block's number (not batched under vmap)."""
+        keys = jax.random.split(key, self.config.train.eval_every)
+        return jax.lax.scan(lambda s, k: self.train_step(s, k, hparams), state, keys)[0]
 
     @property
     def eval_steps(self) -> np.ndarray:

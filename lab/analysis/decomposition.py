@@ -1,0 +1,195 @@
+"""The game loss as information plus co-adaptation: L = L_info + L_adapt (Rita et al. 2022, arXiv 2209.15342).
+
+Reconstruction game, prior p over a finite object set, speaker pi(m|x), listener rho(x|m):
+
+    L       = -E_{x~p, m~pi(.|x)} log rho(x|m)
+    pihat(x|m) = p(x) pi(m|x) / sum_x' p(x') pi(m|x')          the speaker's ideal listener
+    L_info  = -E log pihat(x|m) = H(X|M)                       0 iff no two objects share a message
+    L_adapt =  E log pihat(x|m) - log rho(x|m) = E_m KL(pihat(.|m) || rho(.|m)) >= 0
+
+Estimator over a set of n objects with a uniform prior (`decompose`): one message m_i ~ pi(.|x_i)
+per object, every message teacher-forced under every object, A_ij = log pi(m_i|x_j), and
+
+    log pihat(x_i|m_i) = A_ii - logsumexp_j A_ij
+
+(the 1/n of the prior cancels). Each term is unbiased. `exact_decomposition` enumerates a
+tabular speaker and listener instead: the ground truth the estimator is tested against.
+
+Only the reconstruction game has this decomposition: a discrimination listener chooses among
+sampled candidates, so its loss is not -log rho(x|m) over the object set, and the trainer does
+not log these terms for it.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.special
+
+from lab.agents import Receiver, Sender, eos_weights
+
+MAX_PAIRS = 1 << 15  # teacher-forced (message, object) pairs per block: bounds the memory of `message_log_probs`
+
+
+class Decomposition(NamedTuple):
+    """Mean nats; `loss == l_info + l_adapt`."""
+
+    loss: jax.Array  # -mean log rho(x|m)
+    l_info: jax.Array  # -mean log pihat(x|m)
+    l_adapt: jax.Array  # mean (log pihat(x|m) - log rho(x|m))
+
+
+def _concrete(x) -> bool:
+    return not isinstance(x, jax.core.Tracer)
+
+
+def _check_decompose(log_pi, log_rho) -> None:
+    if log_pi.ndim != 2 or log_pi.shape[0] != log_pi.shape[1]:
+        raise ValueError(f"log_pi must be a square matrix [n, n] with log_pi[i, j] = log pi(m_i|x_j), got shape {log_pi.shape}")
+    if log_pi.shape[0] == 0:
+        raise ValueError("log_pi has n = 0 objects; the decomposition needs at least one")
+    if log_rho.shape != log_pi.shape[:1]:
+        raise ValueError(f"log_rho must have shape [n] = {log_pi.shape[:1]} to match log_pi {log_pi.shape}, got {log_rho.shape}")
+    if _concrete(log_pi) and np.any(np.asarray(log_pi) > 1e-5):
+        raise ValueError(f"log_pi holds log-probabilities, which are <= 0; its largest entry is {float(np.max(log_pi)):.4g}")
+    if _concrete(log_rho) and np.any(np.asarray(log_rho) > 1e-5):
+        raise ValueError(f"log_rho holds log-probabilities, which are <= 0; its largest entry is {float(np.max(log_rho)):.4g}")
+    if _concrete(log_pi) and not np.all(np.isfinite(np.diagonal(np.asarray(log_pi)))):
+        raise ValueError("log_pi must have a finite diagonal: m_i was sampled from pi(.|x_i), so log pi(m_i|x_i) > -inf")
+
+
+def log_pihat(log_pi: jax.Array) -> jax.Array:
+    """log pihat(x_i|m_i) `[n]` under a uniform prior, from `log_pi[i, j] = log pi(m_i|x_j)` `[n, n]`."""
+    return jnp.diagonal(log_pi) - jax.nn.logsumexp(log_pi, axis=1)
+
+
+def decompose(log_pi: jax.Array, log_rho: jax.Array) -> Decomposition:
+    """Estimate (loss, l_info, l_adapt) over n objects, one sampled message each, uniform prior.
+
+    `log_pi: [n, n]`, `log_pi[i, j] = log pi(m_i|x_j)` for the message m_i sampled for x_i;
+    `log_rho: [n]`, `log_rho[i] = log rho(x_i|m_i)`.
+
+        >>> A = jnp.log(jnp.array([[1.0, 0.0], [0.0, 1.0]]))   # a one-to-one code
+        >>> d = decompose(A, jnp.log(jnp.array([0.5, 0.5])))
+        >>> round(float(d.l_info), 4), round(float(d.l_adapt), 4)   # no ambiguity; the listener hesitates
+        (0.0, 0.6931)
+    """
+    log_pi, log_rho = jnp.asarray(log_pi, jnp.float32), jnp.asarray(log_rho, jnp.float32)
+    _check_decompose(log_pi, log_rho)
+    log_pihat_ = log_pihat(log_pi)
+    return Decomposition(loss=-jnp.mean(log_rho), l_info=-jnp.mean(log_pihat_), l_adapt=jnp.mean(log_pihat_ - log_rho))
+
+
+def _check_distributions(name: str, rows: np.ndarray, what: str) -> None:
+    if rows.ndim != 2:
+        raise ValueError(f"{name} must be a matrix {what}, got shape {rows.shape}")
+    if not np.all(np.isfinite(rows)) or np.any(rows < 0):
+        bad = np.argwhere(~np.isfinite(rows) | (rows < 0))[0]
+        raise ValueError(f"{name} must hold probabilities >= 0; {name}[{bad[0]}, {bad[1]}] = {rows[tuple(bad)]:.4g}")
+    sums = rows.sum(axis=1)
+    off = np.flatnonzero(np.abs(sums - 1.0) > 1e-4)
+    if off.size:
+        raise ValueError(f"rows of {name} must be distributions summing to 1; row {off[0]} sums to {sums[off[0]]:.6g}")
+
+
+def exact_decomposition(pi, rho, prior=None) -> Decomposition:
+    """Exact (loss, l_info, l_adapt) by enumeration for tabular agents.
+
+    `pi: [n_objects, n_messages]` rows pi(.|x); `rho: [n_messages, n_objects]` rows rho(.|m);
+    `prior: [n_objects]`, uniform by default. Pairs with p(x) pi(m|x) = 0 do not count; a listener
+    giving probability 0 to a pair that occurs has an infinite loss.
+
+        >>> d = exact_decomposition(np.ones((4, 1)), np.full((1, 4), 0.25))   # one message for all
+        >>> round(float(d.l_info), 4), round(float(d.l_adapt), 4)               # log 4, and an ideal listener
+        (1.3863, 0.0)
+    """
+    pi, rho = np.asarray(pi, np.float64), np.asarray(rho, np.float64)
+    _check_distributions("pi", pi, "[n_objects, n_messages]")
+    _check_distributions("rho", rho, "[n_messages, n_objects]")
+    n_objects, n_messages = pi.shape
+    if n_objects == 0:
+        raise ValueError("pi has n = 0 objects; the decomposition needs at least one")
+    if rho.shape != (n_messages, n_objects):
+        raise ValueError(f"rho must have shape [n_messages, n_objects] = {(n_messages, n_objects)} to match pi {pi.shape}, got {rho.shape}")
+    if prior is None:
+        prior = np.full(n_objects, 1.0 / n_objects)
+    prior = np.asarray(prior, np.float64)
+    if prior.shape != (n_objects,):
+        raise ValueError(f"prior must have shape [n_objects] = ({n_objects},) to match pi {pi.shape}, got {prior.shape}")
+    if np.any(prior < 0) or not np.all(np.isfinite(prior)):
+        bad = int(np.flatnonzero((prior < 0) | ~np.isfinite(prior))[0])
+        raise ValueError(f"prior must have non-negative mass; prior[{bad}] = {prior[bad]:.4g}")
+    if abs(prior.sum() - 1.0) > 1e-4:
+        raise ValueError(f"prior must sum to 1, it sums to {prior.sum():.6g}")
+
+    joint = prior[:, None] * pi  # [x, m] p(x) pi(m|x)
+
+    def expectation(values):  # E_{x~p, m~pi(.|x)} values[x, m], with 0 log 0 = 0
+        return float(np.sum(np.where(joint > 0, joint * values, 0.0)))
+
+    with np.errstate(divide="ignore", invalid="ignore"):  # log 0 = -inf where a pair never occurs
+        log_joint = np.log(joint)
+        log_rho = np.log(rho.T)  # [x, m]
+        log_marginal = scipy.special.logsumexp(log_joint, axis=0)  # [m] log pi(m)
+        log_pihat_ = np.where(joint > 0, log_joint - log_marginal[None, :], 0.0)
+        loss = -expectation(log_rho)
+        l_info = -expectation(log_pihat_)
+        l_adapt = expectation(log_pihat_ - log_rho)
+    return Decomposition(*(jnp.asarray(v, jnp.float32) for v in (loss, l_info, l_adapt)))
+
+
+def message_log_probs(sender: Sender, objects: jax.Array, messages: jax.Array, max_pairs: int = MAX_PAIRS) -> jax.Array:
+    """A `[n_messages, n_objects]`, A_ij = log pi(m_i|x_j): every message teacher-forced under every object.
+
+    `objects: [n_objects, K]`, `messages: [n_messages, max_len]`. Rows are computed in blocks of
+    about `max_pairs` pairs (`lax.map`), so memory stays bounded as n grows (n^2 pairs in all).
+    """
+    n_messages, n_objects = messages.shape[0], objects.shape[0]
+    n_blocks = max(1, -(-n_messages * n_objects // max_pairs))
+    rows = -(-n_messages // n_blocks)  # balanced blocks waste fewer padding rows
+    padded = jnp.pad(messages, ((0, n_blocks * rows - n_messages), (0, 0)))  # padding rows are the empty message
+
+    def block(block_messages):  # [rows, T] -> [rows, n_objects]
+        pairs_objects = jnp.tile(objects, (rows, 1))  # [rows * n_objects, K]
+        pairs_messages = jnp.repeat(block_messages, n_objects, axis=0)
+        return sender.log_prob(pairs_objects, pairs_messages).reshape(rows, n_objects)
+
+    blocks = jax.lax.map(block, padded.reshape(n_blocks, rows, -1))
+    return blocks.reshape(n_blocks * rows, n_objects)[:n_messages]
+
+
+def reconstruction_log_rho(receiver: Receiver, one_hot: jax.Array, objects: jax.Array) -> jax.Array:
+    """log rho(x|m) `[n]`, read where each message ends (as the trainer reads it)."""
+    log_p = receiver.reconstruct(one_hot)  # [n, T, K, V]
+    per_attribute = jnp.take_along_axis(log_p, objects[:, None, :, None], axis=-1)[..., 0]  # [n, T, K]
+    return jnp.sum(eos_weights(one_hot[..., 0]) * per_attribute.sum(-1), axis=1)
+
+
+def decompose_agents(sender: Sender, receiver: Receiver, objects: jax.Array, key: jax.Array,
+                     max_pairs: int = MAX_PAIRS) -> Decomposition:
+    """The decomposition of a sender/receiver pair over `objects: [n, K]` (uniform prior).
+
+    One message per object is sampled with `key` (as `Trainer.evaluate` samples), then all n^2
+    log pi(m_i|x_j) are teacher-forced in blocks. Jit and vmap it over a population.
+    """
+    message = sender.sample(objects, key)
+    log_rho = reconstruction_log_rho(receiver, message.one_hot, objects)
+    return decompose(message_log_probs(sender, objects, message.symbols, max_pairs), log_rho)
+
+
+def decompose_population(trainer, state, objects, key: jax.Array, max_pairs: int = MAX_PAIRS) -> Decomposition:
+    """`decompose_agents` for every seed of a trained population (`state` from `train_population`).
+
+    Leaves are `[seeds]`, or `[seeds, n_listeners]` for a population-control run.
+    """
+    objects = jnp.asarray(objects, jnp.int32)
+
+    def one(sender_params, receiver_params):
+        return decompose_agents(trainer.sender(sender_params), trainer.receiver(receiver_params), objects, key, max_pairs)
+
+    if trainer.config.train.control == "population":
+        one = jax.vmap(one, in_axes=(None, 0))
+    return jax.jit(jax.vmap(one))(state.sender, state.receiver)
