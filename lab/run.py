@@ -57,7 +57,7 @@ def train(config: Config, progress: bool = True):
     """(trainer, final state, tidy table) for the config's population."""
     trainer = Trainer(config)
     bar = Progress(trainer.n_evals, f"training {config.train.seeds} seeds", enabled=progress)
-    trainer.on_block = bar
+    trainer.on_block = bar if progress else None  # a host callback keeps the call out of JAX's persistent compilation cache
     keys = seed_keys(config)
     try:
         state, history = jax.jit(jax.vmap(trainer.train))(keys, hparams_from_config(config, len(keys)))
