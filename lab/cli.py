@@ -60,6 +60,18 @@ def cmd_play(args) -> None:
     play(args.run_dir, role=args.role, rounds=args.rounds, index=args.seed_index)
 
 
+def cmd_study(args) -> None:
+    from lab.studies import run_study
+
+    study = run_study(args.name, args.out, small=args.small, overwrite=args.overwrite, progress=not args.quiet,
+                      overrides=args.overrides)
+    print(f"wrote {args.out}/ (metrics.parquet, summary.csv, coadaptation.png, report.md); trained in {study.seconds:.0f} s")
+    means = study.summary[[c for c in study.summary.columns if c.endswith(" mean")]]
+    print(means.rename(columns=lambda c: c[: -len(" mean")]).T.to_string(float_format=lambda v: f"{v:.3f}"))
+    print()
+    print(study.verdict)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lab", description="A JAX laboratory for emergent communication.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -89,6 +101,18 @@ def parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="figures and report.md for a run or sweep directory")
     rep.add_argument("run_dir")
     rep.set_defaults(func=cmd_report)
+
+    st = sub.add_parser("study", help="a study: conditions x seeds, tidy table, figure and a verdict from the numbers",
+                        formatter_class=argparse.RawDescriptionHelpFormatter,
+                        epilog="studies:\n  coadaptation  information vs co-adaptation loss, baseline vs listener reset, "
+                               "population, ideal listener")
+    st.add_argument("name", help="which study: coadaptation")
+    st.add_argument("--out", required=True, help="study directory to write")
+    st.add_argument("--small", action="store_true", help="a few minutes on a laptop CPU instead of about an hour")
+    st.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    st.add_argument("--quiet", action="store_true", help="no progress bars")
+    st.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides applied to every condition")
+    st.set_defaults(func=cmd_study)
 
     pl = sub.add_parser("play", help="play one role of the game against a trained agent, in the terminal")
     pl.add_argument("run_dir", help="a run directory written by `lab run`")

@@ -78,6 +78,8 @@ class TrainConfig:
     listener_window: int = doc("reset control and probes: refitting stops when the mean loss of the last window steps "
                                "is not below that of the window before by listener_tolerance", 20, low=1)
     listener_tolerance: float = doc("reset control and probes: improvement (nats) that counts as progress", 1e-3, low=0.0)
+    listener_holdout: float = doc("reset control: fraction of the train objects left out of the listener's refit, whose loss "
+                                  "decides when it stops (0: stop on the refit's own loss)", 0.1, low=0.0, high=1.0, high_open=True)
     ideal_size: int = doc("ideal control: train objects that normalise the ideal listener, drawn anew each step; "
                           "0 or >= the train split means all of them (exact)", 64, low=0)
 
@@ -183,6 +185,9 @@ def validate(config: Config) -> Config:
     if g.kind == "discrimination" and g.n_distractors + 1 > n_train:
         raise ConfigError(f"game.n_distractors={g.n_distractors}: needs at least {g.n_distractors + 1} train objects, "
                           f"the split leaves {n_train}")
+    if t.control == "reset" and t.listener_holdout > 0 and not 1 <= round(n_train * t.listener_holdout) < n_train:
+        raise ConfigError(f"train.listener_holdout={t.listener_holdout}: holds out {round(n_train * t.listener_holdout)} of "
+                          f"{n_train} train objects; it must leave at least one on each side (or be 0)")
     if t.control == "ideal" and (t.mode != "reinforce" or g.kind != "reconstruction"):
         raise ConfigError(f"train.control='ideal' needs train.mode='reinforce' and game.kind='reconstruction' "
                           f"(the ideal listener is a posterior over objects, a REINFORCE reward); got mode={t.mode!r}, kind={g.kind!r}")

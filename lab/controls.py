@@ -4,8 +4,9 @@ Rita et al. 2022 (arXiv 2209.15342) split the game loss into L_info + L_adapt; t
 act on the second term (../shared/science/lewis.md §2):
 
 * reset: every `reset_every` steps the listener gets fresh weights and optimizer state, is
-  refitted alone to the frozen speaker until its loss stops improving (capped at
-  `listener_max_steps`), then joint training resumes.
+  refitted alone to the frozen speaker until its loss on held-out train objects stops improving
+  (a fixed `listener_holdout` fraction of them, left out of the refit; capped at
+  `listener_max_steps`), then joint training resumes on all train objects.
 * population: `n_listeners` listeners held as one stacked pytree; each step the speaker plays a
   random member, and only that member learns. Evaluation averages over the members.
 * ideal: the speaker's REINFORCE reward is log pihat(x|m), the log-posterior of its ideal listener
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 import games
 from lab.analysis.decomposition import message_log_probs
@@ -30,14 +32,27 @@ from lab.train import Hparams, Trainer, TrainState
 class ResetTrainer(Trainer):
     """Listener reset every `reset_every` steps, refitted to early stopping before joint training."""
 
+    def __init__(self, config):
+        super().__init__(config)
+        n_train, fraction = len(self.world.train), config.train.listener_holdout
+        held_out = np.zeros(n_train, bool)  # [n_train] fixed by the world's seed
+        held_out[np.random.default_rng(config.game.seed).permutation(n_train)[: round(n_train * fraction)]] = True
+        self.held_out = held_out
+
     def reset_listener(self, state: TrainState, key: jax.Array, hparams: Hparams) -> TrainState:
         t = self.config.train
         key_init, key_fit = jax.random.split(key)
         receiver = fresh_receiver(self, key_init)
         receiver_opt = self.optimizer(learning_rate=hparams.receiver_lr).init(receiver)
-        env = games.EnvParams(objects=jnp.asarray(self.world.train_objects), probs=state.probs)
-        fit = fit_listener(self, state.sender, receiver, receiver_opt, env, key_fit, hparams,
-                           t.listener_max_steps, t.listener_window, t.listener_tolerance)
+        objects = jnp.asarray(self.world.train_objects)
+        held_out = None
+        fit_probs = state.probs
+        if self.held_out.any():
+            fit_probs = jnp.where(self.held_out, 0.0, state.probs)
+            fit_probs = fit_probs / jnp.sum(fit_probs)
+            held_out = games.EnvParams(objects=objects, probs=jnp.asarray(self.held_out / self.held_out.sum(), jnp.float32))
+        fit = fit_listener(self, state.sender, receiver, receiver_opt, games.EnvParams(objects=objects, probs=fit_probs),
+                           key_fit, hparams, t.listener_max_steps, t.listener_window, t.listener_tolerance, held_out)
         return state.replace(receiver=fit.receiver, receiver_opt=fit.receiver_opt)
 
     def train_block(self, state: TrainState, key: jax.Array, index: jax.Array, hparams: Hparams) -> TrainState:

@@ -87,3 +87,21 @@ def heatmaps(means: dict[str, pd.DataFrame], path: str | Path, title: str):
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+def decomposition_curves(table: pd.DataFrame, path: str | Path, col: str = "condition", col_order=None):
+    """L_info and L_adapt on train and test against step, one panel per `col` value (shared y, nats)."""
+    data = table[table["metric"].isin(("l_info", "l_adapt"))].copy()
+    data["term"] = data["metric"].map({"l_info": "information L_info", "l_adapt": "co-adaptation L_adapt"})
+    col_order = col_order or list(dict.fromkeys(data[col]))
+    grid = sns.relplot(data=data, x="step", y="value", hue="term", hue_order=["information L_info", "co-adaptation L_adapt"],
+                       style="split", style_order=["train", "test"], col=col, col_order=col_order, kind="line",
+                       errorbar="sd", height=3.0, aspect=1.05, col_wrap=min(4, len(col_order)))
+    for name, ax in grid.axes_dict.items():
+        ax.set_title(str(name))
+        ax.set_xlabel("training step")
+        ax.set_ylabel("loss term (nats)")
+    grid.figure.suptitle("game loss = L_info + L_adapt, per split: mean over seeds, band = ±1 std", y=1.03, fontsize=9)
+    grid.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(grid.figure)
+    return path

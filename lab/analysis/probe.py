@@ -4,10 +4,11 @@ For a fixed speaker, min over listeners of the game loss is L_info (Rita et al. 
 loss on a split is an upper bound of L_info there; L(actual listener) - L(probe) is then a lower
 bound of L_adapt. `fit_listener` is also the "retrain the listener" phase of the reset control.
 
-Early stopping (the rule of the authors' `evaluate_external_receiver`, on training batches since
-the lab has no validation split and the test split must stay unseen): stop once the mean batch
-loss of the last `window` steps is not below the mean of the `window` steps before it by more
-than `tolerance`, or after `max_steps`.
+Early stopping (the rule of the authors' code): stop once the mean loss of the last `window` steps
+is not below the mean of the `window` steps before it by more than `tolerance`, or after
+`max_steps`. The loss watched is that of a batch of held-out objects when `held_out` is given
+(the reset control: the listener that generalizes best, as the authors stop on a validation
+split), else the fitting batch's own loss (probes: a fit to the split, not a generalization test).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ class ListenerFit(NamedTuple):
     receiver: nnx.State
     receiver_opt: optax.OptState
     steps: jax.Array  # [] listener steps taken
-    loss: jax.Array  # [] mean batch loss over the last `window` steps
+    loss: jax.Array  # [] mean watched loss over the last `window` steps
 
 
 class ProbeResult(NamedTuple):
@@ -42,11 +43,12 @@ def fresh_receiver(trainer, key: jax.Array) -> nnx.State:
 
 
 def fit_listener(trainer, sender_params, receiver_params, receiver_opt, env: games.EnvParams, key: jax.Array, hparams,
-                 max_steps: int, window: int, tolerance: float) -> ListenerFit:
+                 max_steps: int, window: int, tolerance: float, held_out: games.EnvParams | None = None) -> ListenerFit:
     """Train the listener alone on the frozen speaker's sampled messages until its loss stops improving.
 
-    Targets are drawn from `env` (objects and probabilities), batches of `train.batch_size`.
-    A `lax.while_loop`: under vmap each member stops on its own.
+    Targets are drawn from `env` (objects and probabilities), batches of `train.batch_size`;
+    the stopping rule watches batches drawn from `held_out` when given. A `lax.while_loop`:
+    under vmap each member stops on its own.
     """
     batch_size = trainer.config.train.batch_size
     optimizer = trainer.optimizer(learning_rate=hparams.receiver_lr)
@@ -72,8 +74,12 @@ def fit_listener(trainer, sender_params, receiver_params, receiver_opt, env: gam
         batch = trainer.game.sample_batch(key_batch, env, batch_size)
         loss, grads = jax.value_and_grad(game_loss)(receiver_params, batch, key_play)
         updates, receiver_opt = optimizer.update(grads, receiver_opt, receiver_params)
+        receiver_params = optax.apply_updates(receiver_params, updates)
+        if held_out is not None:
+            key, key_batch, key_play = jax.random.split(key, 3)
+            loss = game_loss(receiver_params, trainer.game.sample_batch(key_batch, held_out, batch_size), key_play)
         losses = losses.at[i % (2 * window)].set(loss)
-        return i + 1, optax.apply_updates(receiver_params, updates), receiver_opt, losses, key
+        return i + 1, receiver_params, receiver_opt, losses, key
 
     carry = (jnp.zeros((), jnp.int32), receiver_params, receiver_opt, jnp.zeros(2 * window), key)
     i, receiver_params, receiver_opt, losses, _ = jax.lax.while_loop(improving, step, carry)

@@ -1,0 +1,186 @@
+"""Studies: several conditions x seeds, one tidy table, figures and a verdict computed from the numbers.
+
+`lab study coadaptation --out DIR [--small]`: which part of the generalization gap (test loss
+minus train loss) is information lost by the language, which is co-adaptation of the listener,
+and which co-adaptation controls shrink it (Rita et al. 2022, arXiv 2209.15342).
+
+DIR/metrics.parquet   tidy: condition, seed, step, split, metric, value
+DIR/summary.csv       final values per condition, mean and std over seeds
+DIR/coadaptation.png  L_info and L_adapt on train and test over training, a panel per condition
+DIR/report.md         the figure, the table and the verdict
+DIR/configs/*.yaml    the resolved config of each condition
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from lab import plots, results
+from lab.config import Config, ConfigError, load, to_dict
+from lab.run import check_out_dir
+from lab.run import train as train_run
+
+# A compositional split of K=4 attributes x V=4 values (205 train, 51 test objects).
+WORLD = ["game.kind=reconstruction", "game.n_attributes=4", "game.n_values=4", "game.split=compositional"]
+SMALL = WORLD + ["agents.hidden_size=64", "agents.embedding_size=16", "train.batch_size=128", "train.steps=1000",
+                 "train.eval_every=100", "train.seeds=3"]
+FULL = WORLD + ["train.steps=4000", "train.eval_every=200", "train.seeds=5"]
+CONDITIONS = {
+    "baseline": ["train.control=none"],
+    "reset": ["train.control=reset", "train.reset_every=200", "train.listener_max_steps=300"],
+    "population": ["train.control=population", "train.n_listeners=4"],
+    "ideal": ["train.control=ideal", "train.ideal_size=64"],
+}
+TERMS = ("loss", "l_info", "l_adapt")
+
+
+class Study(NamedTuple):
+    table: pd.DataFrame  # tidy, with a `condition` column
+    summary: pd.DataFrame  # one row per condition
+    verdict: str
+    seconds: float
+
+
+def study_configs(small: bool, overrides: list[str] = ()) -> dict[str, Config]:
+    """The validated config of every condition; `overrides` apply to all of them."""
+    base = SMALL if small else FULL
+    return {name: load(overrides=base + extra + list(overrides)) for name, extra in CONDITIONS.items()}
+
+
+def per_seed(table: pd.DataFrame) -> pd.DataFrame:
+    """Final values per (condition, seed): test accuracy, and each term on train and test with its gap."""
+    last = results.final(table)
+    wide = last.pivot_table(index=["condition", "seed"], columns=["split", "metric"], values="value")
+    out = pd.DataFrame(index=wide.index)
+    out["test accuracy"] = wide[("test", "accuracy")]
+    for term in TERMS:
+        out[f"train {term}"] = wide[("train", term)]
+        out[f"test {term}"] = wide[("test", term)]
+        out[f"gap {term}"] = out[f"test {term}"] - out[f"train {term}"]
+    return out.reset_index()
+
+
+def summarize(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean and std over seeds of `per_seed`, one row per condition, in the order of the table."""
+    seeds = per_seed(table)
+    order = list(dict.fromkeys(table["condition"]))
+    stats = seeds.drop(columns="seed").groupby("condition").agg(["mean", "std"]).reindex(order)
+    stats.columns = [f"{name} {stat}" for name, stat in stats.columns]
+    stats.insert(0, "seeds", seeds.groupby("condition")["seed"].count().reindex(order))
+    return stats
+
+
+def _share(part: float, whole: float) -> str:
+    return f"{100 * part / whole:.0f}%" if abs(whole) > 1e-9 else "n/a"
+
+
+def verdict(summary: pd.DataFrame, baseline: str = "baseline") -> str:
+    """One paragraph, every claim read off `summary`: who carries the baseline's gap, which controls shrink it.
+
+    A control "reduces" the gap when its mean gap is below the baseline's by more than the
+    standard error of the difference (std / sqrt(seeds), combined), "increases" it when above by
+    as much, and otherwise leaves it unchanged within noise.
+    """
+    b = summary.loc[baseline]
+    gap, d_info, d_adapt = b["gap loss mean"], b["gap l_info mean"], b["gap l_adapt mean"]
+    carrier = "co-adaptation (L_adapt)" if abs(d_adapt) >= abs(d_info) else "information (L_info)"
+    text = [
+        f"For the {baseline}, the generalization gap (test loss minus train loss) is {gap:.2f} nats "
+        f"({b['test loss mean']:.2f} on test vs {b['train loss mean']:.2f} on train); "
+        f"the co-adaptation term carries {d_adapt:.2f} nats of it ({_share(d_adapt, gap)}) and the information term "
+        f"{d_info:.2f} ({_share(d_info, gap)}), so the gap is mostly {carrier}."
+    ]
+    reduced, other = [], []
+    for name, row in summary.drop(index=baseline).iterrows():
+        noise = np.sqrt(b["gap loss std"] ** 2 / b["seeds"] + row["gap loss std"] ** 2 / row["seeds"])
+        noise = 0.0 if np.isnan(noise) else noise
+        change = row["gap loss mean"] - gap
+        detail = (f"{name} ({row['gap loss mean']:.2f} nats: L_adapt gap {row['gap l_adapt mean']:.2f}, "
+                  f"L_info gap {row['gap l_info mean']:.2f}; test accuracy {row['test accuracy mean']:.2f} "
+                  f"vs {b['test accuracy mean']:.2f})")
+        if change < -noise:
+            reduced.append(detail)
+        else:
+            other.append(f"{detail} {'increases it' if change > noise else 'leaves it unchanged within seed noise'}")
+    if reduced:
+        text.append(f"The gap shrinks with {'; '.join(reduced)}.")
+    else:
+        text.append("No control reduces the gap beyond seed noise.")
+    if other:
+        text.append(f"Against that, {'; '.join(other)}.")
+    text.append(f"(Means over {int(b['seeds'])} seeds; \"reduces\" means by more than one standard error of the difference.)")
+    return " ".join(text)
+
+
+def report_text(summary: pd.DataFrame, verdict_text: str, figure: str, seconds: float, small: bool) -> str:
+    shown = summary[[c for c in summary.columns if c.endswith("mean") or c == "seeds"]]
+    return "\n".join([
+        f"# Study: co-adaptation{' (small mode)' if small else ''}",
+        "",
+        verdict_text,
+        "",
+        f"![L_info and L_adapt over training]({figure})",
+        "",
+        "Final evaluation, mean over seeds (std in summary.csv); nats except accuracy:",
+        "",
+        "```",
+        shown.to_string(float_format=lambda v: f"{v:.3f}"),
+        "```",
+        "",
+        f"Trained in {seconds:.0f} s.",
+        "",
+    ])
+
+
+def coadaptation(out: str | Path, small: bool = False, overwrite: bool = False, progress: bool = True,
+                 overrides: list[str] = ()) -> Study:
+    """Baseline and each co-adaptation control, several seeds, compositional split; writes DIR (see module doc)."""
+    out = Path(out)
+    check_out_dir(out, overwrite)
+    configs = study_configs(small, overrides)
+    start = time.perf_counter()
+    frames = []
+    for name, config in configs.items():
+        if progress:
+            print(f"[{name}] {config.train.seeds} seeds x {config.train.steps} steps", flush=True)
+        _, _, table = train_run(config, progress)
+        frames.append(table.assign(condition=name))
+    seconds = time.perf_counter() - start
+    table = pd.concat(frames, ignore_index=True)[["condition", *results.COLUMNS]]
+    summary = summarize(table)
+    text = verdict(summary)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
+    try:
+        results.write_parquet(table, staging / "metrics.parquet")
+        summary.to_csv(staging / "summary.csv")
+        plots.decomposition_curves(table, staging / "coadaptation.png", col_order=list(configs))
+        (staging / "configs").mkdir()
+        for name, config in configs.items():
+            (staging / "configs" / f"{name}.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+        (staging / "report.md").write_text(report_text(summary, text, "coadaptation.png", seconds, small))
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return Study(table, summary, text, seconds)
+
+
+STUDIES = {"coadaptation": coadaptation}
+
+
+def run_study(name: str, out: str | Path, **kwargs) -> Study:
+    if name not in STUDIES:
+        raise ConfigError(f"unknown study {name!r}; allowed: {', '.join(STUDIES)}")
+    return STUDIES[name](out, **kwargs)
