@@ -108,10 +108,10 @@ def exact_decomposition(pi, rho, prior=None) -> Decomposition:
     """
     pi, rho = np.asarray(pi, np.float64), np.asarray(rho, np.float64)
     _check_distributions("pi", pi, "[n_objects, n_messages]")
-    _check_distributions("rho", rho, "[n_messages, n_objects]")
     n_objects, n_messages = pi.shape
     if n_objects == 0:
         raise ValueError("pi has n = 0 objects; the decomposition needs at least one")
+    _check_distributions("rho", rho, "[n_messages, n_objects]")
     if rho.shape != (n_messages, n_objects):
         raise ValueError(f"rho must have shape [n_messages, n_objects] = {(n_messages, n_objects)} to match pi {pi.shape}, got {rho.shape}")
     if prior is None:
@@ -183,13 +183,14 @@ def decompose_agents(sender: Sender, receiver: Receiver, objects: jax.Array, key
 def decompose_population(trainer, state, objects, key: jax.Array, max_pairs: int = MAX_PAIRS) -> Decomposition:
     """`decompose_agents` for every seed of a trained population (`state` from `train_population`).
 
-    Leaves are `[seeds]`, or `[seeds, n_listeners]` for a population-control run.
+    `key`: one key for every seed, or one per seed `[seeds]`. Leaves are `[seeds]`, or
+    `[seeds, n_listeners]` for a population-control run.
     """
     objects = jnp.asarray(objects, jnp.int32)
 
-    def one(sender_params, receiver_params):
+    def one(sender_params, receiver_params, key):
         return decompose_agents(trainer.sender(sender_params), trainer.receiver(receiver_params), objects, key, max_pairs)
 
     if trainer.config.train.control == "population":
-        one = jax.vmap(one, in_axes=(None, 0))
-    return jax.jit(jax.vmap(one))(state.sender, state.receiver)
+        one = jax.vmap(one, in_axes=(None, 0, None))
+    return jax.jit(jax.vmap(one, in_axes=(0, 0, 0 if key.ndim else None)))(state.sender, state.receiver, key)
