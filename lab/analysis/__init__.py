@@ -15,12 +15,13 @@ from lab.analysis.decomposition import (
     decompose_agents,
     decompose_population,
     exact_decomposition,
+    ideal_listener,
     log_pihat,
     message_log_probs,
 )
 from lab.analysis.probe import ListenerFit, ProbeResult, fit_listener, fresh_receiver, probe, probe_population
 
 __all__ = [
-    "Decomposition", "decompose", "decompose_agents", "decompose_population", "exact_decomposition", "log_pihat",
+    "Decomposition", "decompose", "decompose_agents", "decompose_population", "exact_decomposition", "ideal_listener", "log_pihat",
     "message_log_probs", "ListenerFit", "ProbeResult", "fit_listener", "fresh_receiver", "probe", "probe_population",
 ]

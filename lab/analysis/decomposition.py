@@ -141,24 +141,82 @@ def exact_decomposition(pi, rho, prior=None) -> Decomposition:
     return Decomposition(*(jnp.asarray(v, jnp.float32) for v in (loss, l_info, l_adapt)))
 
 
+def ideal_listener(pi, prior=None) -> np.ndarray:
+    """pihat(x|m) `[n_messages, n_objects]` of a tabular speaker `pi: [n_objects, n_messages]` (Bayes' rule).
+
+    A message the speaker never sends gets the prior (nothing was learned about it).
+
+        >>> ideal_listener(np.array([[1.0, 0.0], [0.5, 0.5]]))[0]   # message 0: object 0 twice as likely
+        array([0.66666667, 0.33333333])
+    """
+    pi = np.asarray(pi, np.float64)
+    _check_distributions("pi", pi, "[n_objects, n_messages]")
+    prior = np.full(pi.shape[0], 1.0 / pi.shape[0]) if prior is None else np.asarray(prior, np.float64)
+    if prior.shape != pi.shape[:1] or np.any(prior < 0):
+        raise ValueError(f"prior must be non-negative with shape [n_objects] = {pi.shape[:1]}, got {prior}")
+    joint = (prior[:, None] * pi).T  # [m, x]
+    marginal = joint.sum(axis=1, keepdims=True)
+    return np.where(marginal > 0, joint / np.where(marginal > 0, marginal, 1.0), prior[None, :])
+
+
+def prefix_levels(messages: jax.Array, vocab_size: int) -> list[tuple[jax.Array, jax.Array, jax.Array, int]]:
+    """The prefix tree of `messages: [n, T]`, one level per position t.
+
+    Level t lists the distinct prefixes m_<t (at most min(vocab^t, n), a static bound):
+    `(node [n]` the prefix of each message, `parent [size]` its prefix one symbol shorter,
+    `symbol [size]` that last symbol, `size)`.
+    """
+    n, max_len = messages.shape
+    order = jnp.lexsort(messages.T[::-1])  # lexicographic order: equal prefixes are contiguous
+    ranked = messages[order]
+    levels, previous = [], jnp.zeros(n, jnp.int32)
+    for t in range(max_len):
+        size = min(vocab_size**t, n)
+        first = jnp.concatenate([jnp.ones(1, bool), jnp.any(ranked[1:, :t] != ranked[:-1, :t], axis=1)])
+        node = jnp.zeros(n, jnp.int32).at[order].set(jnp.cumsum(first) - 1)
+        parent = jnp.zeros(size, jnp.int32).at[node].set(previous)
+        symbol = jnp.zeros(size, jnp.int32).at[node].set(messages[:, t - 1] if t else 0)
+        levels.append((node, parent, symbol, size))
+        previous = node
+    return levels
+
+
 def message_log_probs(sender: Sender, objects: jax.Array, messages: jax.Array, max_pairs: int = MAX_PAIRS) -> jax.Array:
     """A `[n_messages, n_objects]`, A_ij = log pi(m_i|x_j): every message teacher-forced under every object.
 
-    `objects: [n_objects, K]`, `messages: [n_messages, max_len]`. Rows are computed in blocks of
-    about `max_pairs` pairs (`lax.map`), so memory stays bounded as n grows (n^2 pairs in all).
+    `objects: [n_objects, K]`, `messages: [n_messages, max_len]`. The sender's decoder runs once
+    per (distinct prefix, object), not per (message, position, object): messages that share a
+    prefix share its hidden states (half the work for 205 messages of 5 symbols from 10).
+    Objects go in blocks (`lax.map`) of at most `max_pairs` (prefix, object) pairs, so memory
+    stays bounded as n grows. Same values as `sender.log_prob` on every pair (tested).
     """
     n_messages, n_objects = messages.shape[0], objects.shape[0]
-    n_blocks = max(1, -(-n_messages * n_objects // max_pairs))
-    rows = -(-n_messages // n_blocks)  # balanced blocks waste fewer padding rows
-    padded = jnp.pad(messages, ((0, n_blocks * rows - n_messages), (0, 0)))  # padding rows are the empty message
+    levels = prefix_levels(messages, sender.vocab_size)
+    widest = max(size for *_, size in levels)
+    n_blocks = -(-n_objects // max(1, min(n_objects, max_pairs // widest)))
+    columns = -(-n_objects // n_blocks)  # balanced blocks waste fewer padding objects
+    padded = jnp.concatenate([objects, jnp.broadcast_to(objects[:1], (n_blocks * columns - n_objects, objects.shape[1]))])
+    table = sender.embedding[...] @ sender.cell.w_input[...] + sender.cell.bias[...]  # [vocab+1, gates*H], last: start
+    ended = jnp.cumsum(messages == 0, axis=1)
+    alive = jnp.concatenate([jnp.ones((n_messages, 1), bool), ended[:, :-1] == 0], axis=1)  # [n, T] up to the first EOS
 
-    def block(block_messages):  # [rows, T] -> [rows, n_objects]
-        pairs_objects = jnp.tile(objects, (rows, 1))  # [rows * n_objects, K]
-        pairs_messages = jnp.repeat(block_messages, n_objects, axis=0)
-        return sender.log_prob(pairs_objects, pairs_messages).reshape(rows, n_objects)
+    def block(block_objects):  # [c, K] -> [n_messages, c]
+        c = block_objects.shape[0]
+        one_hot = jax.nn.one_hot(block_objects, sender.n_values).reshape(c, -1)
+        carry = jax.tree.map(lambda h: h[None], sender.cell.initial_carry(sender.encoder(one_hot)))  # [1, c, H]
+        out = jnp.zeros((n_messages, c))
+        for t, (node, parent, symbol, size) in enumerate(levels):
+            x_proj = table[-1:] if t == 0 else table[symbol]  # [size, gates*H]
+            x_proj = jnp.broadcast_to(x_proj[:, None], (size, c, x_proj.shape[-1])).reshape(size * c, -1)
+            carry = sender.cell.step(jax.tree.map(lambda h: h[parent].reshape(size * c, -1), carry), x_proj)
+            log_p = jax.nn.log_softmax(sender.head(sender.cell.hidden(carry))).reshape(size, c, -1)  # [size, c, vocab]
+            carry = jax.tree.map(lambda h: h.reshape(size, c, -1), carry)
+            picked = jnp.take_along_axis(log_p[node], messages[:, t, None, None], axis=2)[..., 0]  # [n, c]
+            out = out + jnp.where(alive[:, t, None], picked, 0.0)
+        return out
 
-    blocks = jax.lax.map(block, padded.reshape(n_blocks, rows, -1))
-    return blocks.reshape(n_blocks * rows, n_objects)[:n_messages]
+    blocks = jax.lax.map(block, padded.reshape(n_blocks, columns, -1))  # [blocks, n_messages, c]
+    return blocks.transpose(1, 0, 2).reshape(n_messages, -1)[:, :n_objects]
 
 
 def reconstruction_log_rho(receiver: Receiver, one_hot: jax.Array, objects: jax.Array) -> jax.Array:

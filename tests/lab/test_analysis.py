@@ -108,6 +108,16 @@ def test_the_ideal_listener_has_no_coadaptation_loss():
     assert abs(float(ideal.l_adapt)) < 1e-6
 
 
+def test_ideal_listener_is_bayes_rule():
+    pi, _ = random_agents(5, 5, 4)
+    pi[:, 3] = 0.0  # a message nobody sends
+    pi /= pi.sum(1, keepdims=True)
+    prior = np.random.default_rng(5).dirichlet(np.ones(5))
+    np.testing.assert_allclose(analysis.ideal_listener(pi, prior)[:3], bayes_listener(pi, prior)[:3], atol=1e-12)
+    np.testing.assert_allclose(analysis.ideal_listener(pi, prior)[3], prior)  # unused message: the prior
+    np.testing.assert_allclose(analysis.ideal_listener(pi).sum(1), 1.0)
+
+
 def test_log_space_is_stable_and_row_shift_invariant():
     # log-probabilities of long messages: exponentiating first would underflow to 0/0
     log_pi = jax.random.normal(jax.random.key(0), (6, 6)) - 3000.0
@@ -183,7 +193,7 @@ def test_message_log_probs_is_every_pair_teacher_forced(cell):
     @jax.jit
     def both(objects):
         messages = sender.sample(objects[:5], jax.random.key(1)).symbols  # [5, 3]
-        blocks = analysis.message_log_probs(sender, objects, messages, max_pairs=8)  # 5 blocks, the last padded
+        blocks = analysis.message_log_probs(sender, objects, messages, max_pairs=10)  # 4 blocks of 2 objects, 1 padded
         pairs = sender.log_prob(jnp.tile(objects, (5, 1)), jnp.repeat(messages, 7, axis=0)).reshape(5, 7)
         return blocks, pairs, sender.log_prob(objects[3:4], messages[2:3])[0]  # and one pair computed alone
 
