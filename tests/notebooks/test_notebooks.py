@@ -26,6 +26,12 @@ def test_committed_without_outputs(notebook):
     assert not with_outputs, f"{notebook.name}: clear the outputs of cells {with_outputs}"
 
 
+def test_has_a_small_mode(notebook):
+    nb = nbformat.read(notebook, as_version=4)
+    assert any("LAB_SMALL" in cell.source for cell in nb.cells if cell.cell_type == "code"), \
+        f"{notebook.name} never reads LAB_SMALL: the tests would run its full mode"
+
+
 def test_runs_in_small_mode(notebook, monkeypatch, tmp_path):
     monkeypatch.setenv("LAB_SMALL", "1")  # the kernel inherits the environment
     nb = nbformat.read(notebook, as_version=4)
