@@ -1,6 +1,8 @@
 """lab.train: learning happens, runs are reproducible, a population equals separate runs, the seams work.
 
-Each fixture compiles one training function once for the module (tiny worlds: K=2, V=4, GRU-32).
+Each fixture compiles one training function once for the module (tiny worlds: K=2, V=4, GRU-32); a
+compile costs ~25 s of CPU, which is why variations share fixtures. Run with `--dist loadfile` (the
+default in pyproject.toml) so that `-n 2` does not compile them on both workers.
 """
 
 import itertools
@@ -16,7 +18,8 @@ from lab import config
 from lab.train import Trainer, TrainState, hparams_from_config, seed_keys, train_population
 
 # 16 objects, 13 in train; vocabulary 16 (EOS included), messages of up to 3 symbols
-BASE = ["game.n_attributes=2", "game.n_values=4", "agents.hidden_size=32", "agents.vocab_size=16", "agents.max_len=3", "train.batch_size=64", "train.seeds=4"]
+BASE = ["game.n_attributes=2", "game.n_values=4", "agents.hidden_size=32", "agents.vocab_size=16",
+        "agents.max_len=3", "train.batch_size=64", "train.seeds=4"]
 LEARN = BASE + ["train.steps=1500", "train.eval_every=250"]
 
 
