@@ -49,13 +49,13 @@ class Cell(nnx.Module):
         H = self.hidden_size
         if self.kind == "gru":
             h = carry
-            gh = h @ self.w_hidden.value  # [B, 3H]
+            gh = h @ self.w_hidden[...]  # [B, 3H]
             r = jax.nn.sigmoid(x_proj[:, :H] + gh[:, :H])
             z = jax.nn.sigmoid(x_proj[:, H : 2 * H] + gh[:, H : 2 * H])
             n = jnp.tanh(x_proj[:, 2 * H :] + r * gh[:, 2 * H :])
             return (1.0 - z) * n + z * h
         h, c = carry
-        g = x_proj + h @ self.w_hidden.value  # [B, 4H]: input, forget, cell, output
+        g = x_proj + h @ self.w_hidden[...]  # [B, 4H]: input, forget, cell, output
         i, f, u, o = (g[:, k * H : (k + 1) * H] for k in range(4))
         c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(u)
         return jax.nn.sigmoid(o) * jnp.tanh(c), c
@@ -97,7 +97,7 @@ class Sender(nnx.Module):
         batch = objects.shape[0]
         x = jax.nn.one_hot(objects, self.n_values).reshape(batch, -1)
         carry = self.cell.initial_carry(self.encoder(x))
-        table = self.embedding.value @ self.cell.w_input.value + self.cell.bias.value  # [vocab+1, gates*H]
+        table = self.embedding[...] @ self.cell.w_input[...] + self.cell.bias[...]  # [vocab+1, gates*H]
         start = jnp.broadcast_to(table[-1], (batch, table.shape[1]))
 
         def body(state, x_t):
@@ -165,7 +165,7 @@ class Receiver(nnx.Module):
     def read(self, one_hot: jax.Array) -> jax.Array:
         """Hidden state after each position `[B, T, H]` of messages `one_hot: [B, T, vocab]`."""
         batch = one_hot.shape[0]
-        table = self.embedding.value @ self.cell.w_input.value + self.cell.bias.value  # [vocab, gates*H]
+        table = self.embedding[...] @ self.cell.w_input[...] + self.cell.bias[...]  # [vocab, gates*H]
         carry = self.cell.initial_carry(jnp.zeros((batch, self.cell.hidden_size)))
 
         def body(carry, x_t):

@@ -102,7 +102,7 @@ def _coerce(path: str, value: Any, kind: type) -> Any:
     """Value as the field's type; strings from the command line are parsed as YAML scalars."""
     if isinstance(value, str) and kind is not str:
         try:
-            value = float(value) if kind is float else int(value) if kind is int else yaml.safe_load(value)
+            value = float(value) if kind in (float, int) else yaml.safe_load(value)
         except (ValueError, yaml.YAMLError):
             pass
     if kind is bool:
@@ -224,6 +224,8 @@ def read_yaml(path: str | Path) -> dict:
         tree = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
         raise ConfigError(f"config file {str(path)!r} is not valid YAML: {str(error).splitlines()[0]}") from None
+    if tree is not None and not isinstance(tree, dict):
+        raise ConfigError(f"config file {str(path)!r} must be a mapping of sections ({', '.join(SECTIONS)}), got {type(tree).__name__}")
     return tree or {}
 
 

@@ -18,7 +18,7 @@ import jax
 import numpy as np
 import pandas as pd
 import yaml
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from lab import checkpoint, results
 from lab.config import Config, ConfigError, to_dict
