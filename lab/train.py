@@ -271,17 +271,22 @@ class Trainer:
         key_init, key_run, key_eval = jax.random.split(key, 3)
         state = self.init(key_init, hparams)
 
-        def block(state, xs):
-            key, index = xs
-            state = self.train_block(state, key, index, hparams)
-            if self.on_block is not None:
-                jax.debug.callback(self.on_block, index)
-            return state, self.evaluate(state, key_eval, hparams)
+        keys = jax.random.split(key_run, self.n_evals + 1)
 
-        first = self.evaluate(state, key_eval, hparams)
-        xs = (jax.random.split(key_run, self.n_evals), jnp.arange(self.n_evals))
-        state, later = jax.lax.scan(block, state, xs)
-        history = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, later)
+        def block(state, index):
+            # evaluate, then train (except after the last evaluation): one evaluate to compile, not two
+            metrics = self.evaluate(state, key_eval, hparams)
+
+            def train_block(state):
+                state = self.train_block(state, keys[index], index, hparams)
+                if self.on_block is not None:
+                    jax.debug.callback(self.on_block, index)
+                return state
+
+            state = jax.lax.cond(index < self.n_evals, train_block, lambda s: s, state)
+            return state, metrics
+
+        state, history = jax.lax.scan(block, state, jnp.arange(self.n_evals + 1))
         return state, history
 
     def train_block(self, state: TrainState, key: jax.Array, index: jax.Array, hparams: Hparams) -> TrainState:
