@@ -111,7 +111,8 @@ def parser() -> argparse.ArgumentParser:
     st.add_argument("--small", action="store_true", help="a few minutes on a laptop CPU instead of about an hour")
     st.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     st.add_argument("--quiet", action="store_true", help="no progress bars")
-    st.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides applied to every condition")
+    st.add_argument("overrides", nargs="*", metavar="key=value",
+                    help="dotted overrides applied to every condition, right after the name: lab study coadaptation train.seeds=2 --out DIR")
     st.set_defaults(func=cmd_study)
 
     pl = sub.add_parser("play", help="play one role of the game against a trained agent, in the terminal")

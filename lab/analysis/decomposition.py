@@ -135,8 +135,8 @@ def exact_decomposition(pi, rho, prior=None) -> Decomposition:
         log_rho = np.log(rho.T)  # [x, m]
         log_marginal = scipy.special.logsumexp(log_joint, axis=0)  # [m] log pi(m)
         log_pihat_ = np.where(joint > 0, log_joint - log_marginal[None, :], 0.0)
-        loss = -expectation(log_rho)
-        l_info = -expectation(log_pihat_)
+        loss = 0.0 - expectation(log_rho)  # 0.0 - x: no negative zero for a lossless code
+        l_info = 0.0 - expectation(log_pihat_)
         l_adapt = expectation(log_pihat_ - log_rho)
     return Decomposition(*(jnp.asarray(v, jnp.float32) for v in (loss, l_info, l_adapt)))
 
