@@ -9,6 +9,8 @@ Game loss (Rita et al. 2022): L = -E_{x~p, m~pi(.|x)} log rho(x|m).
 * listener: minimises L by cross-entropy;
 * speaker, REINFORCE: reward log rho(x|m) minus a running-mean baseline, plus an entropy bonus;
 * speaker, Gumbel-softmax straight-through: gradients of L through the relaxed symbols.
+Evaluation splits the reconstruction loss of each split into L_info + L_adapt
+(lab.analysis.decomposition), and `train.control` selects a co-adaptation control (lab.controls).
 
 Two seams for what builds on it: the loss takes per-example `weights` (DRO reweights them),
 and targets are drawn from `TrainState.probs`, a distribution over the train objects held in
