@@ -263,3 +263,21 @@ def test_probe_listener_bounds_the_information_loss(trained):
     assert np.all(np.asarray(result.loss) < n_attributes * math.log(n_values) - 1.0)
     assert np.all((np.asarray(result.steps) >= 20) & (np.asarray(result.steps) <= 150))
     assert np.all((np.asarray(result.accuracy) >= 0) & (np.asarray(result.accuracy) <= 1))
+
+
+def test_a_split_larger_than_eval_size_is_decomposed_on_a_fixed_uniform_subset():
+    trainer = Trainer(config.load(overrides=TINY + ["train.eval_size=10"]))
+    index = trainer.decomposition_index["train"]
+    assert len(index) == 10 and len(set(index)) == 10 and np.all(np.diff(index) > 0) and index.max() < 22
+    assert index.max() > 10  # a random subset, not the first objects (which share attribute values)
+    hparams = hparams_from_config(trainer.config)
+
+    @jax.jit
+    def terms(key):
+        state = trainer.init(key, hparams)
+        sampled = trainer.play(state.sender, state.receiver, trainer.eval_episodes["train"], key, hparams, "sample")
+        return trainer.decompose(state.sender, sampled, "train"), -jnp.mean(sampled.log_rho[index])
+
+    logged, subset_loss = terms(jax.random.key(0))
+    assert float(logged["l_info"] + logged["l_adapt"]) == pytest.approx(float(subset_loss), abs=1e-5)
+    assert 0 <= float(logged["l_info"]) <= math.log(10) + 1.0
