@@ -10,6 +10,7 @@ sibling first and renamed, so an interrupted or failed run leaves nothing half-w
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 from pathlib import Path
@@ -76,21 +77,28 @@ def write_run(out: Path, config: Config, state, table: pd.DataFrame) -> None:
     checkpoint.save(out / checkpoint.FILENAME, state.sender, state.receiver, seeds)
 
 
-def run(config: Config, out: str | Path, overwrite: bool = False, progress: bool = True) -> pd.DataFrame:
-    """Train, then move the finished run directory into place; returns the tidy table."""
-    out = Path(out)
-    check_out_dir(out, overwrite)
-    _, state, table = train(config, progress)
+@contextlib.contextmanager
+def staged(out: Path):
+    """A hidden sibling directory to write into; it replaces `out` only if the block completes."""
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
     try:
-        write_run(staging, config, state, table)
+        yield staging
         if out.exists():
             shutil.rmtree(out)
         staging.rename(out)
     finally:
         if staging.exists():
             shutil.rmtree(staging)
+
+
+def run(config: Config, out: str | Path, overwrite: bool = False, progress: bool = True) -> pd.DataFrame:
+    """Train, then move the finished run directory into place; returns the tidy table."""
+    out = Path(out)
+    check_out_dir(out, overwrite)
+    _, state, table = train(config, progress)
+    with staged(out) as staging:
+        write_run(staging, config, state, table)
     return table
 
 

@@ -13,8 +13,6 @@ DIR/configs/*.yaml    the resolved config of each condition
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -25,7 +23,7 @@ import yaml
 
 from lab import plots, results
 from lab.config import Config, ConfigError, load, to_dict
-from lab.run import check_out_dir
+from lab.run import check_out_dir, staged
 from lab.run import train as train_run
 
 # A compositional split of K=4 attributes x V=4 values (205 train, 51 test objects).
@@ -159,9 +157,7 @@ def coadaptation(out: str | Path, small: bool = False, overwrite: bool = False, 
     summary = summarize(table)
     text = verdict(summary)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
-    try:
+    with staged(out) as staging:
         results.write_parquet(table, staging / "metrics.parquet")
         summary.to_csv(staging / "summary.csv")
         plots.decomposition_curves(table, staging / "coadaptation.png", col_order=list(configs))
@@ -169,12 +165,6 @@ def coadaptation(out: str | Path, small: bool = False, overwrite: bool = False, 
         for name, config in configs.items():
             (staging / "configs" / f"{name}.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
         (staging / "report.md").write_text(report_text(summary, text, "coadaptation.png", seconds, small))
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
     return Study(table, summary, text, seconds)
 
 
