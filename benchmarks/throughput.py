@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -91,7 +92,7 @@ def main() -> None:
     print(f"one seed reaches {to95['target']:.0%} train accuracy at step {to95['step']} "
           f"after {to95['seconds_including_compile']} s (compile included)")
     result = dict(device=str(jax.devices()[0]), device_kind=jax.devices()[0].device_kind, platform=platform.platform(),
-                  cpu_count=__import__("os").cpu_count(), jax=jax.__version__, config=lab_config.to_dict(config),
+                  cpu_count=os.cpu_count(), jax=jax.__version__, config=lab_config.to_dict(config),
                   throughput=rows, time_to_accuracy=to95)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
