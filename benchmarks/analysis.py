@@ -1,13 +1,17 @@
-"""Time of the loss decomposition (lab.analysis.decompose_agents) for n objects, and its cost in training.
+"""Time and error of the loss decomposition (lab.analysis.decompose_agents) for n objects, and its cost in training.
 
-One sampled message per object, then every message teacher-forced under every object (n^2
-pairs, in blocks) and the logsumexp estimator. Objects: n distinct ones of K=6 attributes x
-V=10 values; agents: the config's (GRU 128, vocabulary 10) at max_len 10, untrained, so
-messages are as diverse as they get (the fewest shared prefixes: the slowest case). Timed
-after compiling, best of `--repeats`. Also: one evaluation of the default trainer (8 seeds,
-train split of 205 objects) with and without the decomposition, against a block of training.
+Two ways to compute it, both from one sampled message per object: exact (every message
+teacher-forced under every object, n^2 pairs in blocks) and estimated (`columns=k`: the ideal
+listener's normaliser from k priority-sampled objects per message, about n / k times fewer
+pairs). Objects: n distinct ones of K=6 attributes x V=10 values; agents: the config's (GRU 128,
+vocabulary 10) at max_len 10, twice: untrained (diffuse messages, the most diverse prefixes) and
+trained for `--train-steps` REINFORCE steps on the largest object set (a peaked, partly
+ambiguous language: the case the estimator has to get right). The error is the estimate minus
+the exact value of L_info on the same messages, for several keys. Timed after compiling, best of
+`--repeats`. Also: one evaluation of the default trainer (8 seeds, train split of 205 objects)
+with and without the decomposition, against a block of training.
 
-    python benchmarks/analysis.py [--sizes 1024 4096] [--max-len 10] [--out FILE] [key=value ...]
+    python benchmarks/analysis.py [--sizes 1024 4096] [--exact-sizes 1024 4096] [--columns 64] [--out FILE] [key=value ...]
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import games
 from lab import analysis
 from lab import config as lab_config
 from lab.agents import make_agents
-from lab.train import Trainer, hparams_from_config, seed_keys
+from lab.train import Trainer, hparams_from_config, seed_keys, train_population
 
 
 def best_time(fn, *args, repeats: int) -> tuple[float, float]:
@@ -39,19 +43,43 @@ def best_time(fn, *args, repeats: int) -> tuple[float, float]:
         start = time.perf_counter()
         jax.block_until_ready(fn(*args))
         times.append(time.perf_counter() - start)
-    return first, min(times)
+    return first, min(times) if times else first
 
 
-def decomposition_time(config, n: int, repeats: int) -> dict:
-    g = config.game
-    objects = np.asarray(games.objects.object_set(g.n_attributes, g.n_values, n, seed=0))
-    sender, receiver = make_agents(config, jax.random.key(0))
-    fn = jax.jit(lambda objects, key: analysis.decompose_agents(sender, receiver, objects, key))
-    first, best = best_time(fn, objects, jax.random.key(1), repeats=repeats)
-    terms = fn(objects, jax.random.key(1))
-    n_prefixes = sum(min(config.agents.vocab_size**t, n) for t in range(config.agents.max_len))
-    return dict(n=n, seconds=best, first_call_seconds=first, pairs=n * n, pairs_per_second=n * n / best,
-                decoder_steps=n * n_prefixes, l_info=float(terms.l_info), l_adapt=float(terms.l_adapt))
+def trained_agents(config, n: int, steps: int):
+    """A sender and receiver trained on n objects (split none), and those objects."""
+    config = lab_config.replace(config, **{"game.n_objects": n, "game.split": "none", "train.steps": steps, "train.seeds": 1,
+                                           "train.eval_every": steps})
+    trainer = Trainer(config)
+    start = time.perf_counter()
+    state, history = train_population(config, trainer)
+    first = jax.tree.map(lambda a: a[0], (state.sender, state.receiver))
+    accuracy = float(np.asarray(history["train"]["accuracy"])[0, -1])
+    print(f"trained {steps} steps on {n} objects in {time.perf_counter() - start:.0f} s: train accuracy {accuracy:.2f}", flush=True)
+    return trainer.sender(first[0]), trainer.receiver(first[1]), np.asarray(trainer.split_objects["train"]), accuracy
+
+
+def decomposition_rows(sender, receiver, objects, sizes, exact_sizes, columns: int, keys: int, repeats: int) -> list[dict]:
+    exact = jax.jit(lambda objects, key: analysis.decompose_agents(sender, receiver, objects, key))
+    estimate = jax.jit(lambda objects, key: analysis.decompose_agents(sender, receiver, objects, key, columns=columns))
+    rows = []
+    for n in sizes:
+        first, seconds = best_time(estimate, objects[:n], jax.random.key(1), repeats=repeats)
+        row = dict(n=n, columns=columns, estimate_seconds=seconds, estimate_first_call_seconds=first,
+                   estimate_l_info=[float(estimate(objects[:n], jax.random.key(k)).l_info) for k in range(1, keys + 1)])
+        line = f"  n = {n:5d}: estimate ({columns} columns) {seconds:6.2f} s"
+        if n in exact_sizes:
+            first, seconds = best_time(exact, objects[:n], jax.random.key(1), repeats=repeats if n <= 1024 else 0)
+            terms = [exact(objects[:n], jax.random.key(k)) for k in range(1, keys + 1)]
+            row.update(exact_seconds=seconds, exact_first_call_seconds=first, l_info=[float(t.l_info) for t in terms],
+                       l_adapt=[float(t.l_adapt) for t in terms])
+            errors = np.subtract(row["estimate_l_info"], row["l_info"])
+            row.update(l_info_error=errors.tolist(), l_info_max_abs_error=float(np.max(np.abs(errors))))
+            line += (f", exact {seconds:6.2f} s ({seconds / row['estimate_seconds']:.0f}x); L_info {np.mean(row['l_info']):.3f} nats, "
+                     f"estimate error {errors.mean():+.4f} (max |error| {row['l_info_max_abs_error']:.4f})")
+        rows.append(row)
+        print(line, flush=True)
+    return rows
 
 
 def evaluation_overhead(repeats: int) -> dict:
@@ -77,7 +105,11 @@ def evaluation_overhead(repeats: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 4096])
+    parser.add_argument("--exact-sizes", type=int, nargs="*", default=[1024, 4096], help="sizes also computed exactly")
+    parser.add_argument("--columns", type=int, default=64, help="sampled objects per message of the estimate")
+    parser.add_argument("--keys", type=int, default=3, help="sampling keys the error is measured over")
     parser.add_argument("--max-len", type=int, default=10)
+    parser.add_argument("--train-steps", type=int, default=600, help="REINFORCE steps of the trained agents (0: skip them)")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--skip-training", action="store_true", help="skip the evaluation-overhead measurement")
     parser.add_argument("--out", default="benchmarks/results/analysis.json")
@@ -88,14 +120,17 @@ def main() -> None:
     a = config.agents
     print(f"decomposition, {a.cell.upper()} {a.hidden_size}, vocabulary {a.vocab_size}, max_len {a.max_len}, "
           f"{os.cpu_count()} CPU cores", flush=True)
-    rows = []
-    for n in args.sizes:
-        row = decomposition_time(config, n, args.repeats)
-        rows.append(row)
-        print(f"n = {n:5d}: {row['seconds']:7.2f} s ({row['pairs_per_second']:9.0f} pairs/s), "
-              f"first call {row['first_call_seconds']:.1f} s", flush=True)
     result = dict(device=str(jax.devices()[0]), platform=platform.platform(), cpu_count=os.cpu_count(), jax=jax.__version__,
-                  agents=lab_config.to_dict(config)["agents"], decomposition=rows)
+                  agents=lab_config.to_dict(config)["agents"], decomposition={})
+    agents = {"untrained": (*make_agents(config, jax.random.key(0)),
+                            np.asarray(games.objects.object_set(6, 10, max(args.sizes), seed=0)))}
+    if args.train_steps:
+        *trained, accuracy = trained_agents(config, max(args.sizes), args.train_steps)
+        agents[f"trained ({args.train_steps} steps, train accuracy {accuracy:.2f})"] = tuple(trained)
+    for name, (sender, receiver, objects) in agents.items():
+        print(name, flush=True)
+        result["decomposition"][name] = decomposition_rows(sender, receiver, objects, args.sizes, args.exact_sizes, args.columns,
+                                                           args.keys, args.repeats)
     if not args.skip_training:
         overhead = evaluation_overhead(args.repeats)
         result["evaluation_overhead"] = overhead

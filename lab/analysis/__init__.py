@@ -18,10 +18,12 @@ from lab.analysis.decomposition import (
     ideal_listener,
     log_pihat,
     message_log_probs,
+    pair_log_probs,
+    priority_sample,
 )
 from lab.analysis.probe import ListenerFit, ProbeResult, fit_listener, fresh_receiver, probe, probe_population
 
 __all__ = [
     "Decomposition", "decompose", "decompose_agents", "decompose_population", "exact_decomposition", "ideal_listener", "log_pihat",
-    "message_log_probs", "ListenerFit", "ProbeResult", "fit_listener", "fresh_receiver", "probe", "probe_population",
+    "message_log_probs", "pair_log_probs", "priority_sample", "ListenerFit", "ProbeResult", "fit_listener", "fresh_receiver", "probe", "probe_population",
 ]

@@ -202,6 +202,58 @@ def test_message_log_probs_is_every_pair_teacher_forced(cell):
     assert float(blocks[2, 3]) == pytest.approx(float(one), abs=1e-5)
 
 
+def test_pair_log_probs_teacher_forces_each_listed_pair():
+    from flax import nnx
+
+    sender = Sender(2, 3, 4, 3, "gru", 8, 4, rngs=nnx.Rngs(0))
+    objects = jnp.array([[a, b] for a in range(3) for b in range(3)])  # [9, 2]
+    messages = sender.sample(objects[:5], jax.random.key(1)).symbols  # [5, 3]
+    index = jax.random.randint(jax.random.key(2), (5, 3), 0, 9)  # 3 objects per message
+    pairs = analysis.pair_log_probs(sender, objects[index], messages, max_pairs=7)  # 3 blocks of 2 rows, 1 padded
+    full = analysis.message_log_probs(sender, objects, messages)  # [5, 9]
+    np.testing.assert_allclose(pairs, np.take_along_axis(np.asarray(full), np.asarray(index), axis=1), atol=1e-5)
+
+
+# -- the sampled-columns estimate of the normaliser ------------------------------------------------
+
+
+def test_priority_sampling_is_unbiased_for_any_values():
+    rng = np.random.default_rng(0)
+    n, k, draws = 10, 3, 20_000
+    log_w = jnp.asarray(rng.normal(0, 2, (n, n)), jnp.float32)  # proposal weights
+    y = np.exp(np.asarray(log_w)) * rng.uniform(0, 1, (n, n))  # values y_ij = w_ij r_ij, r in [0, 1]
+    np.fill_diagonal(y, 0.0)
+
+    @jax.jit
+    def estimate(key):
+        index, log_scale = analysis.priority_sample(key, log_w, k)
+        return jnp.sum(jnp.exp(log_scale) * jnp.take_along_axis(jnp.asarray(y, jnp.float32), index, axis=1), axis=1)
+
+    samples = np.asarray(jax.vmap(estimate)(jax.random.split(jax.random.key(1), draws)))  # [draws, n]
+    standard_error = samples.std(axis=0) / math.sqrt(draws)
+    assert np.all(np.abs(samples.mean(axis=0) - y.sum(axis=1)) < 4 * standard_error + 1e-6)
+    assert np.all(standard_error > 0)  # it did sample: k < n - 1
+
+
+def test_priority_sampling_keeps_the_heavy_columns_exactly():
+    n, k = 12, 4
+    log_w = np.full((n, n), -30.0, np.float32)  # negligible weight, except three columns per row
+    heavy = (np.arange(n)[:, None] + np.array([1, 2, 3])) % n
+    np.put_along_axis(log_w, heavy, np.log([0.5, 0.3, 0.2]).astype(np.float32), axis=1)
+    for seed in range(5):
+        index, log_scale = analysis.priority_sample(jax.random.key(seed), jnp.asarray(log_w), k)
+        assert all(set(heavy[i]) <= set(np.asarray(index[i])) for i in range(n))
+        scale = np.exp(np.asarray(log_scale))
+        heavy_mask = np.array([[j in heavy[i] for j in np.asarray(index[i])] for i in range(n)])
+        np.testing.assert_allclose(scale[heavy_mask], 1.0, atol=1e-6)  # taken with their own weight
+
+
+@pytest.mark.parametrize("k", [0, 11])
+def test_priority_sampling_rejects_impossible_k(k):
+    with pytest.raises(ValueError, match="1 <= k <= n - 2 = 10"):
+        analysis.priority_sample(jax.random.key(0), jnp.zeros((12, 12)), k)
+
+
 # -- trained agents -------------------------------------------------------------------------------
 
 TINY = ["game.n_attributes=3", "game.n_values=3", "agents.hidden_size=16", "agents.embedding_size=8",
@@ -238,6 +290,24 @@ def test_decomposition_of_trained_agents_matches_the_game_loss_on_the_same_messa
         np.testing.assert_allclose(d.loss, history[split]["loss"][:, -1], atol=1e-4)
         np.testing.assert_allclose(d.l_info, history[split]["l_info"][:, -1], atol=1e-4)
         np.testing.assert_allclose(d.l_adapt, history[split]["l_adapt"][:, -1], atol=1e-4)
+
+
+def test_sampled_columns_estimate_the_exact_decomposition(trained):
+    trainer, state, _, _ = trained
+    objects = trainer.split_objects["train"]  # 22 objects: 4 sampled columns per message instead of 21
+    errors = []
+    for seed in range(8):
+        keys = jax.random.split(jax.random.key(seed), 2)
+        exact = analysis.decompose_population(trainer, state, objects, keys)
+        estimate = analysis.decompose_population(trainer, state, objects, keys, columns=4)
+        np.testing.assert_allclose(estimate.loss, exact.loss, atol=1e-5)  # the same messages and listener
+        np.testing.assert_allclose(estimate.l_info + estimate.l_adapt, estimate.loss, atol=1e-4)
+        errors.append(estimate.l_info - exact.l_info)
+        assert np.all(np.asarray(exact.l_info) > 0.05)  # something to estimate
+    assert np.all(np.abs(np.mean(errors, axis=0)) < 0.01), errors  # measured: 0.002; unweighted columns: 0.015
+    assert np.any(np.asarray(errors) != 0)  # it did sample
+    all_columns = analysis.decompose_population(trainer, state, objects, keys, columns=21)  # n - 1 columns: exact
+    np.testing.assert_allclose(all_columns.l_info, exact.l_info, atol=1e-6)
 
 
 def test_trainer_skips_the_decomposition_for_discrimination():
