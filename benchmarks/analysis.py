@@ -33,17 +33,17 @@ from lab.agents import make_agents
 from lab.train import Trainer, hparams_from_config, seed_keys, train_population
 
 
-def best_time(fn, *args, repeats: int) -> tuple[float, float]:
-    """(first call, best of `repeats` later calls) in seconds."""
+def best_time(fn, *args, repeats: int):
+    """(output, first call, best of `repeats` later calls) in seconds; the first call compiles."""
     start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
+    out = jax.block_until_ready(fn(*args))
     first = time.perf_counter() - start
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         jax.block_until_ready(fn(*args))
         times.append(time.perf_counter() - start)
-    return first, min(times) if times else first
+    return out, first, min(times) if times else first
 
 
 def trained_agents(config, n: int, steps: int):
@@ -60,23 +60,29 @@ def trained_agents(config, n: int, steps: int):
 
 
 def decomposition_rows(sender, receiver, objects, sizes, exact_sizes, columns: int, keys: int, repeats: int) -> list[dict]:
+    """Per n: the estimate's time and L_info for `keys` keys; for n in `exact_sizes` the exact ones and the error.
+
+    An exact n above 1024 is timed by its first call (compile included, a few seconds of some
+    hundred) and its error measured on one key: each call takes minutes on 2 cores.
+    """
     exact = jax.jit(lambda objects, key: analysis.decompose_agents(sender, receiver, objects, key))
     estimate = jax.jit(lambda objects, key: analysis.decompose_agents(sender, receiver, objects, key, columns=columns))
     rows = []
     for n in sizes:
-        first, seconds = best_time(estimate, objects[:n], jax.random.key(1), repeats=repeats)
-        row = dict(n=n, columns=columns, estimate_seconds=seconds, estimate_first_call_seconds=first,
-                   estimate_l_info=[float(estimate(objects[:n], jax.random.key(k)).l_info) for k in range(1, keys + 1)])
+        _, first, seconds = best_time(estimate, objects[:n], jax.random.key(1), repeats=repeats)
+        row = dict(n=n, columns=columns, estimate_seconds=seconds, estimate_first_call_seconds=first)
         line = f"  n = {n:5d}: estimate ({columns} columns) {seconds:6.2f} s"
         if n in exact_sizes:
-            first, seconds = best_time(exact, objects[:n], jax.random.key(1), repeats=repeats if n <= 1024 else 0)
-            terms = [exact(objects[:n], jax.random.key(k)) for k in range(1, keys + 1)]
+            large = n > 1024
+            terms, first, seconds = best_time(exact, objects[:n], jax.random.key(1), repeats=0 if large else repeats)
+            terms = [terms] + [exact(objects[:n], jax.random.key(k)) for k in range(2, 1 + (1 if large else keys))]
             row.update(exact_seconds=seconds, exact_first_call_seconds=first, l_info=[float(t.l_info) for t in terms],
                        l_adapt=[float(t.l_adapt) for t in terms])
+            row["estimate_l_info"] = [float(estimate(objects[:n], jax.random.key(k)).l_info) for k in range(1, len(terms) + 1)]
             errors = np.subtract(row["estimate_l_info"], row["l_info"])
             row.update(l_info_error=errors.tolist(), l_info_max_abs_error=float(np.max(np.abs(errors))))
             line += (f", exact {seconds:6.2f} s ({seconds / row['estimate_seconds']:.0f}x); L_info {np.mean(row['l_info']):.3f} nats, "
-                     f"estimate error {errors.mean():+.4f} (max |error| {row['l_info_max_abs_error']:.4f})")
+                     f"estimate error {errors.mean():+.4f} (max |error| {row['l_info_max_abs_error']:.4f}, {len(terms)} keys)")
         rows.append(row)
         print(line, flush=True)
     return rows
@@ -94,9 +100,9 @@ def evaluation_overhead(repeats: int) -> dict:
         def decompose(self, *args):
             return {}
 
-    with_terms = best_time(jax.jit(jax.vmap(trainer.evaluate)), state, keys, hparams, repeats=repeats)[1]
-    without_terms = best_time(jax.jit(jax.vmap(WithoutDecomposition(config).evaluate)), state, keys, hparams, repeats=repeats)[1]
-    block = best_time(jax.jit(jax.vmap(lambda s, k, h: trainer.train_block(s, k, 0, h))), state, keys, hparams, repeats=1)[1]
+    with_terms = best_time(jax.jit(jax.vmap(trainer.evaluate)), state, keys, hparams, repeats=repeats)[2]
+    without_terms = best_time(jax.jit(jax.vmap(WithoutDecomposition(config).evaluate)), state, keys, hparams, repeats=repeats)[2]
+    block = best_time(jax.jit(jax.vmap(lambda s, k, h: trainer.train_block(s, k, 0, h))), state, keys, hparams, repeats=1)[2]
     return dict(seeds=len(keys), n_train=len(trainer.world.train), eval_every=config.train.eval_every,
                 evaluation_seconds=with_terms, evaluation_without_decomposition_seconds=without_terms,
                 training_block_seconds=block, overhead_fraction=(with_terms - without_terms) / (block + without_terms))

@@ -63,15 +63,27 @@ def load(path: str | Path, config: Config, index: int | None = None):
     except (OSError, ValueError) as error:
         raise ValueError(f"cannot read checkpoint {str(path)!r}: {error}") from None
     sender, receiver = make_agents(config, jax.random.key(0))
+    receiver_template = nnx.state(receiver)
+    if population(config):  # the listeners of a population-control run are stacked: [n_listeners, ...]
+        n = config.train.n_listeners
+        receiver_template = jax.tree.map(lambda leaf: jax.ShapeDtypeStruct((n, *leaf.shape), leaf.dtype), receiver_template)
     seeds = arrays["seeds"]
     if index is not None and not 0 <= index < len(seeds):
         raise ValueError(f"seed index {index} out of range: the checkpoint holds {len(seeds)} seeds")
-    return _fill("sender/", nnx.state(sender), arrays, index), _fill("receiver/", nnx.state(receiver), arrays, index), seeds
+    return _fill("sender/", nnx.state(sender), arrays, index), _fill("receiver/", receiver_template, arrays, index), seeds
 
 
-def load_agents(path: str | Path, config: Config, index: int = 0) -> tuple[Sender, Receiver]:
-    """The trained sender and receiver of one seed, as NNX modules."""
+def population(config: Config) -> bool:
+    return config.train.control == "population"
+
+
+def load_agents(path: str | Path, config: Config, index: int = 0, listener: int = 0) -> tuple[Sender, Receiver]:
+    """The trained sender and receiver of one seed, as NNX modules (listener number `listener` of a population-control run)."""
     sender_params, receiver_params, _ = load(path, config, index)
+    if population(config):
+        if not 0 <= listener < config.train.n_listeners:
+            raise ValueError(f"listener {listener} out of range: the run has {config.train.n_listeners} listeners per seed")
+        receiver_params = jax.tree.map(lambda leaf: leaf[listener], receiver_params)
     sender, receiver = make_agents(config, jax.random.key(0))
     nnx.update(sender, sender_params)
     nnx.update(receiver, receiver_params)

@@ -117,9 +117,9 @@ class Trainer:
         self.split_objects = {"train": self.world.train_objects, "test": self.world.test_objects}
         # fixed candidate sets per evaluated object, so evaluations are comparable over time
         self.eval_episodes = {split: self._eval_episodes(objs, seed) for seed, (split, objs) in enumerate(self.split_objects.items())}
-        # the loss decomposition costs n^2 teacher-forced messages: a larger split is decomposed on a
-        # fixed uniform subset of eval_size objects (uniform prior over that subset)
-        self.decomposition_index = {split: np.sort(np.random.default_rng(seed).permutation(len(objs))[: t.eval_size])
+        # topsim and the loss decomposition cost n^2 (pairs of objects, of messages): a larger split is
+        # measured on a fixed uniform subset of eval_size objects (uniform prior over that subset)
+        self.eval_subset = {split: np.sort(np.random.default_rng(seed).permutation(len(objs))[: t.eval_size])
                                     for seed, (split, objs) in enumerate(self.split_objects.items())}
 
     # -- agents as pure functions of their parameters -------------------------------------
@@ -233,11 +233,11 @@ class Trainer:
             greedy = self.play(state.sender, state.receiver, batch, key, hparams, "greedy")
             sampled = self.play(state.sender, state.receiver, batch, key, hparams, "sample")
             symbols = greedy.message.symbols
-            n_topsim = min(len(batch.target), t.eval_size)
+            subset = self.eval_subset[split]
             out[split] = dict(
                 accuracy=jnp.mean(greedy.correct),
                 loss=-jnp.mean(sampled.log_rho),
-                topsim=metrics.topsim_jax(batch.target[:n_topsim], symbols[:n_topsim]),
+                topsim=metrics.topsim_jax(batch.target[subset], symbols[subset]),
                 posdis=metrics.posdis_jax(batch.target, symbols, self.config.game.n_values, a.vocab_size),
                 bosdis=metrics.bosdis_jax(batch.target, symbols, self.config.game.n_values, a.vocab_size),
                 message_length=jnp.mean(games.message_length(symbols).astype(jnp.float32)),
@@ -256,7 +256,7 @@ class Trainer:
         They sum to the logged `loss` when the split has at most `eval_size` objects; a larger
         split is decomposed on a fixed subset of them.
         """
-        index = self.decomposition_index[split]
+        index = self.eval_subset[split]
         log_pi = decomposition.message_log_probs(self.sender(sender_params), sampled.targets[index], sampled.message.symbols[index])
         terms = decomposition.decompose(log_pi, sampled.log_rho[index])
         return dict(l_info=terms.l_info, l_adapt=terms.l_adapt)

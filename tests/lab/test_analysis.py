@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from lab import analysis, config
+from lab import analysis, config, metrics
 from lab.agents import Sender
 from lab.train import Trainer, hparams_from_config, seed_keys
 
@@ -335,9 +335,9 @@ def test_probe_listener_bounds_the_information_loss(trained):
     assert np.all((np.asarray(result.accuracy) >= 0) & (np.asarray(result.accuracy) <= 1))
 
 
-def test_a_split_larger_than_eval_size_is_decomposed_on_a_fixed_uniform_subset():
+def test_a_split_larger_than_eval_size_is_measured_on_a_fixed_uniform_subset():
     trainer = Trainer(config.load(overrides=TINY + ["train.eval_size=10"]))
-    index = trainer.decomposition_index["train"]
+    index = trainer.eval_subset["train"]
     assert len(index) == 10 and len(set(index)) == 10 and np.all(np.diff(index) > 0) and index.max() < 22
     assert index.max() > 10  # a random subset, not the first objects (which share attribute values)
     hparams = hparams_from_config(trainer.config)
@@ -351,3 +351,9 @@ def test_a_split_larger_than_eval_size_is_decomposed_on_a_fixed_uniform_subset()
     logged, subset_loss = terms(jax.random.key(0))
     assert float(logged["l_info"] + logged["l_adapt"]) == pytest.approx(float(subset_loss), abs=1e-5)
     assert 0 <= float(logged["l_info"]) <= math.log(10) + 1.0
+
+    # topsim is measured on the same subset
+    state = trainer.init(jax.random.key(0), hparams)
+    logged = jax.jit(trainer.evaluate)(state, jax.random.key(1), hparams)["train"]["topsim"]
+    symbols = trainer.sender(state.sender).greedy(jnp.asarray(trainer.split_objects["train"])).symbols
+    assert float(logged) == pytest.approx(metrics.topsim(trainer.split_objects["train"][index], symbols[index]), abs=1e-5)

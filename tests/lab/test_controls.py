@@ -7,9 +7,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 import games
-from lab import analysis, config
+from lab import analysis, checkpoint, config
 from lab.config import ConfigError
 from lab.controls import IdealTrainer, PopulationTrainer, ResetTrainer
 from lab.train import Trainer, hparams_from_config, seed_keys
@@ -125,6 +126,20 @@ def test_population_metrics_average_the_listeners(population):
     assert per_listener.loss.shape == (2, 3)
     np.testing.assert_allclose(per_listener.loss.mean(axis=1), history["train"]["loss"][:, -1], atol=1e-4)
     np.testing.assert_allclose(per_listener.l_info[:, 0], history["train"]["l_info"][:, -1], atol=1e-4)
+
+
+def test_population_checkpoint_keeps_every_listener(population, tmp_path):
+    trainer, state, _ = population
+    path = tmp_path / checkpoint.FILENAME
+    checkpoint.save(path, state.sender, state.receiver, [0, 1])
+    _, receivers, _ = checkpoint.load(path, trainer.config)
+    for saved, loaded in zip(jax.tree.leaves(state.receiver), jax.tree.leaves(receivers)):
+        np.testing.assert_array_equal(saved, loaded)  # [seeds, listeners, ...]
+    _, listener = checkpoint.load_agents(path, trainer.config, index=1, listener=2)
+    kernel = np.asarray(jax.tree.leaves(nnx.state(listener))[0])
+    np.testing.assert_array_equal(kernel, np.asarray(jax.tree.leaves(state.receiver)[0])[1, 2])
+    with pytest.raises(ValueError, match="listener 3 out of range: the run has 3 listeners"):
+        checkpoint.load_agents(path, trainer.config, listener=3)
 
 
 # -- ideal listener -------------------------------------------------------------------------------
