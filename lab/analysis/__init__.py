@@ -11,6 +11,7 @@
 
 from lab.analysis.decomposition import (
     Decomposition,
+    alive_positions,
     decompose,
     decompose_agents,
     decompose_population,
@@ -20,10 +21,11 @@ from lab.analysis.decomposition import (
     message_log_probs,
     pair_log_probs,
     priority_sample,
+    teacher_force,
 )
 from lab.analysis.probe import ListenerFit, ProbeResult, fit_listener, fresh_receiver, probe, probe_population
 
 __all__ = [
     "Decomposition", "decompose", "decompose_agents", "decompose_population", "exact_decomposition", "ideal_listener", "log_pihat",
-    "message_log_probs", "pair_log_probs", "priority_sample", "ListenerFit", "ProbeResult", "fit_listener", "fresh_receiver", "probe", "probe_population",
+    "message_log_probs", "pair_log_probs", "priority_sample", "teacher_force", "alive_positions", "ListenerFit", "ProbeResult", "fit_listener", "fresh_receiver", "probe", "probe_population",
 ]

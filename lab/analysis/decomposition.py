@@ -17,18 +17,20 @@ tabular speaker and listener instead: the ground truth the estimator is tested a
 
 The n^2 teacher-forced pairs are the cost (n = 4096 at max_len 10 is about 10^8 decoder steps).
 For large n, `decompose_agents(..., columns=k)` estimates the normaliser S_i = sum_j pi(m_i|x_j)
-from k objects per message instead of n: the diagonal term exactly, the rest by priority
-sampling (Duffield, Lund & Thorup 2007) with proposal weights w_ij = pi(m_i[:d]|x_j), the
-probability of the message's first d symbols (>= pi(m_i|x_j), cheap for every pair because
-messages share their short prefixes):
+and teacher-forces only k objects per message to the end. The own term pi(m_i|x_i) is exact; the
+rest is narrowed down in stages along the message, each a priority sample (Duffield, Lund &
+Thorup 2007) that is unbiased given the stage before:
 
-    S_i ~ pi(m_i|x_i) + sum_{j kept} max(w_ij, tau_i) pi(m_i|x_j) / w_ij
+    1. w_ij = pi(m_i[:d]|x_j) for every pair: short prefixes are shared by many messages, so the
+       table is cheap (d as long as its cost stays within the forced pairs').
+    2. 4k objects per message by priority w_ij / u_ij, each weighted by max(w_ij, tau_i) / w_ij
+       (tau_i the (4k+1)-th priority), forced two more symbols: weights w'_ij.
+    3. k of those by priority on w'_ij, forced to the end.
 
-with tau_i the (k+1)-th largest priority w_ij / u_ij (u uniform). It is unbiased for S_i; objects
-whose prefix probability stands out (the few that could have said m_i, for a trained speaker)
-are kept with their exact weight, and a diffuse speaker's rest is a uniform-like sample. The log
-makes L_info slightly low (Jensen); benchmarks/analysis.py measures the error against the exact
-value.
+An object that could have said m_i (a homonym, the terms that make L_info) stands out in its
+prefix probability and is kept with its exact weight; the many that could not are represented
+by a few, weighted up. The estimate of S_i is unbiased; its log makes L_info slightly low
+(Jensen). benchmarks/analysis.py measures the error against the exact value.
 
 Only the reconstruction game has this decomposition: a discrimination listener chooses among
 sampled candidates, so its loss is not -log rho(x|m) over the object set, and the trainer does
@@ -37,6 +39,7 @@ not log these terms for it.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -245,45 +248,78 @@ def reconstruction_log_rho(receiver: Receiver, one_hot: jax.Array, objects: jax.
 
 
 def priority_sample(key: jax.Array, log_w: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
-    """Priority sampling of `k` off-diagonal columns per row of weights `log_w: [n, n]` (log w_ij > -inf).
+    """Priority sampling of `k` columns per row of weights `log_w: [rows, m]` (Duffield, Lund & Thorup 2007).
 
-    Returns `(index [n, k], log_scale [n, k])` with scale = max(w_ij, tau_i) / w_ij, tau_i the
-    (k+1)-th largest priority w_ij / u_ij and u_ij uniform: sum_s scale_is * y_{i, index_is} is an
-    unbiased estimate of sum_{j != i} y_ij for any y (Duffield, Lund & Thorup 2007). Its variance
-    is small when y_ij / w_ij varies little. Needs 1 <= k <= n - 2.
+    Returns `(index [rows, k], log_scale [rows, k])`: row i keeps the k columns of largest priority
+    w_ij / u_ij (u uniform), with scale max(w_ij, tau_i) / w_ij, tau_i the (k+1)-th largest
+    priority. Then sum_s scale_is * y_{i, index_is} is an unbiased estimate of sum_j y_ij for any
+    y that is 0 where w is; its variance is small when y_ij / w_ij varies little. A column of
+    weight 0 (log -inf) is never kept while others are left; kept anyway, it gets scale 0.
     """
-    n = log_w.shape[0]
-    if not 1 <= k <= n - 2:
-        raise ValueError(f"priority sampling keeps 1 <= k <= n - 2 = {n - 2} columns per row, got k = {k}")
+    m = log_w.shape[-1]
+    if not 1 <= k <= m - 1:
+        raise ValueError(f"priority sampling keeps 1 <= k <= m - 1 = {m - 1} of m = {m} columns per row, got k = {k}")
     u = jax.random.uniform(key, log_w.shape, minval=jnp.finfo(jnp.float32).tiny)  # (0, 1)
-    priority = jnp.where(jnp.eye(n, dtype=bool), -jnp.inf, log_w - jnp.log(u))
-    top, index = jax.lax.top_k(priority, k + 1)
+    top, index = jax.lax.top_k(log_w - jnp.log(u), k + 1)
     kept = jnp.take_along_axis(log_w, index[:, :k], axis=1)
-    return index[:, :k], jnp.maximum(kept, top[:, k:]) - kept
+    return index[:, :k], jnp.where(kept > -jnp.inf, jnp.maximum(kept, top[:, k:]) - kept, -jnp.inf)
+
+
+def alive_positions(messages: jax.Array) -> jax.Array:
+    """`[n, T]` True up to and including each message's first EOS (the positions pi(m|x) counts)."""
+    ended = jnp.cumsum(messages == 0, axis=1)
+    return jnp.concatenate([jnp.ones_like(messages[:, :1], bool), ended[:, :-1] == 0], axis=1)
+
+
+def teacher_force(sender: Sender, carry, previous: jax.Array, symbols: jax.Array, alive: jax.Array):
+    """Continue the decoder from `carry`, `previous [B]` the symbol it consumed last (vocab_size: start).
+
+    Returns `(sum of log pi(symbol_t|...) over the alive positions [B], carry)` for `symbols, alive: [B, s]`.
+    """
+    table = sender.embedding[...] @ sender.cell.w_input[...] + sender.cell.bias[...]  # [vocab+1, gates*H], last: start
+
+    def body(state, xs):
+        carry, previous = state
+        symbol, live = xs
+        carry = sender.cell.step(carry, table[previous])
+        log_p = jax.nn.log_softmax(sender.head(sender.cell.hidden(carry)))
+        return (carry, symbol), jnp.where(live, jnp.take_along_axis(log_p, symbol[:, None], axis=1)[:, 0], 0.0)
+
+    (carry, _), log_p = jax.lax.scan(body, (carry, previous), (symbols.T, alive.T))
+    return log_p.sum(axis=0), carry
 
 
 def pair_log_probs(sender: Sender, objects: jax.Array, messages: jax.Array, max_pairs: int = MAX_PAIRS) -> jax.Array:
     """log pi(m_i|x_is) `[n, k]` for `objects: [n, k, K]` and `messages: [n, max_len]` (teacher forcing in blocks of rows)."""
-    n, k = objects.shape[:2]
-    rows = max(1, min(n, max_pairs // k))
-    n_blocks = -(-n // rows)
-    rows = -(-n // n_blocks)
-    pad = n_blocks * rows - n
+    k = objects.shape[1]
 
-    def block(args):
-        objects, messages = args  # [rows, k, K], [rows, T]
-        return sender.log_prob(objects.reshape(rows * k, -1), jnp.repeat(messages, k, axis=0)).reshape(rows, k)
+    def block(objects, messages):  # [rows, k, K], [rows, T]
+        rows = objects.shape[0]
+        carry = sender.cell.initial_carry(sender.encoder(jax.nn.one_hot(objects, sender.n_values).reshape(rows * k, -1)))
+        pairs = jnp.repeat(messages, k, axis=0)
+        log_p, _ = teacher_force(sender, carry, jnp.full(rows * k, sender.vocab_size), pairs, alive_positions(pairs))
+        return log_p.reshape(rows, k)
 
-    padded = (jnp.concatenate([objects, jnp.broadcast_to(objects[:1], (pad, *objects.shape[1:]))]),
-              jnp.concatenate([messages, jnp.broadcast_to(messages[:1], (pad, messages.shape[1]))]))
-    blocks = jax.lax.map(block, jax.tree.map(lambda a: a.reshape(n_blocks, rows, *a.shape[1:]), padded))
-    return blocks.reshape(n_blocks * rows, k)[:n]
+    return _in_row_blocks(block, max(1, max_pairs // k), objects, messages)
+
+
+def _in_row_blocks(fn, rows: int, *arrays):
+    """`fn(*arrays)` computed `rows` rows at a time (`lax.map`; the last block padded with row 0)."""
+    n = arrays[0].shape[0]
+    n_blocks = -(-n // min(rows, n))
+    rows = -(-n // n_blocks)  # balanced blocks pad fewer rows
+    padded = [jnp.concatenate([a, jnp.broadcast_to(a[:1], (n_blocks * rows - n, *a.shape[1:]))]) for a in arrays]
+    out = jax.lax.map(lambda args: fn(*args), [a.reshape(n_blocks, rows, *a.shape[1:]) for a in padded])
+    return jax.tree.map(lambda o: o.reshape(n_blocks * rows, *o.shape[2:])[:n], out)
+
+
+SCREEN = 4  # the estimate screens SCREEN * columns objects per message on a longer prefix before forcing `columns` to the end
 
 
 def proposal_depth(vocab_size: int, max_len: int, n: int, columns: int) -> int:
-    """The longest prefix d whose table pi(m_i[:d]|x_j) costs at most the k sampled pairs' teacher forcing.
+    """The longest prefix d whose table pi(m_i[:d]|x_j) costs at most the forced pairs' teacher forcing.
 
-    The table costs n * sum_{t<d} min(vocab^t, n) decoder steps, the pairs n * k * max_len.
+    The table costs n * sum_{t<d} min(vocab^t, n) decoder steps, the pairs n * columns * max_len.
     """
     depth = 1
     while depth < max_len and sum(min(vocab_size**t, n) for t in range(depth + 1)) <= columns * max_len:
@@ -293,16 +329,41 @@ def proposal_depth(vocab_size: int, max_len: int, n: int, columns: int) -> int:
 
 def sampled_log_normaliser(sender: Sender, objects: jax.Array, messages: jax.Array, log_own: jax.Array, key: jax.Array,
                            columns: int, max_pairs: int = MAX_PAIRS) -> jax.Array:
-    """An estimate of log sum_j pi(m_i|x_j) `[n]` from `columns` objects per message (see the module docstring).
+    """An estimate of log sum_j pi(m_i|x_j) `[n]` that teacher-forces `columns` objects per message to the end.
 
-    `messages[i]` was sampled for `objects[i]`, `log_own[i] = log pi(m_i|x_i)`.
+    `messages[i]` was sampled for `objects[i]`, `log_own[i] = log pi(m_i|x_i)` (kept exactly).
+    Three steps, each unbiased given the one before (see the module docstring): the prefix
+    table w_ij = pi(m_i[:d]|x_j) for every pair; priority sampling of SCREEN * columns objects
+    per message, forced two symbols further; priority sampling of `columns` of those on those
+    weights, forced to the end.
     """
     n, max_len = messages.shape
+    screened = min(SCREEN * columns, n - 1)
     depth = proposal_depth(sender.vocab_size, max_len, n, columns)
+    middle = min(max_len, depth + 2)
+    key_screen, key_keep = jax.random.split(key)
     log_w = message_log_probs(sender, objects, messages[:, :depth], max_pairs)  # log pi(m_i[:d]|x_j) >= log pi(m_i|x_j)
-    index, log_scale = priority_sample(key, log_w, columns)
-    log_pi = pair_log_probs(sender, objects[index], messages, max_pairs)  # [n, k]
-    return jax.nn.logsumexp(jnp.concatenate([log_own[:, None], log_pi + log_scale], axis=1), axis=1)
+    index, log_scale = priority_sample(key_screen, jnp.where(jnp.eye(n, dtype=bool), -jnp.inf, log_w), screened)
+    alive = alive_positions(messages)
+
+    def block(index, log_scale, messages, alive, keys):  # [rows, screened] ..., [rows, T], [rows]
+        rows = index.shape[0]
+        pairs = partial(jnp.repeat, repeats=screened, axis=0)
+        carry = sender.cell.initial_carry(sender.encoder(jax.nn.one_hot(objects[index], sender.n_values).reshape(rows * screened, -1)))
+        start = jnp.full(rows * screened, sender.vocab_size)
+        head, carry = teacher_force(sender, carry, start, pairs(messages[:, :middle]), pairs(alive[:, :middle]))
+        log_w = log_scale + head.reshape(rows, screened)  # weights of y_ij = scale_ij pi(m_i|x_j): scale_ij pi(m_i[:middle]|x_j)
+        if middle == max_len:
+            return jax.nn.logsumexp(log_w, axis=1)
+        keep, log_scale = jax.vmap(lambda key, w: priority_sample(key, w[None], columns))(keys, log_w)
+        keep, log_scale = keep[:, 0], log_scale[:, 0]  # [rows, columns]
+        carry = jax.tree.map(lambda h: h[(jnp.arange(rows)[:, None] * screened + keep).reshape(-1)], carry)
+        tails = partial(jnp.repeat, repeats=columns, axis=0)
+        tail, _ = teacher_force(sender, carry, tails(messages[:, middle - 1]), tails(messages[:, middle:]), tails(alive[:, middle:]))
+        return jax.nn.logsumexp(jnp.take_along_axis(log_w, keep, axis=1) + log_scale + tail.reshape(rows, columns), axis=1)
+
+    others = _in_row_blocks(block, max(1, max_pairs // screened), index, log_scale, messages, alive, jax.random.split(key_keep, n))
+    return jnp.logaddexp(log_own, others)
 
 
 def decompose_agents(sender: Sender, receiver: Receiver, objects: jax.Array, key: jax.Array, columns: int | None = None,

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from lab import analysis, config, metrics
+from lab.analysis import decomposition
 from lab.agents import Sender
 from lab.train import Trainer, hparams_from_config, seed_keys
 
@@ -202,6 +203,36 @@ def test_message_log_probs_is_every_pair_teacher_forced(cell):
     assert float(blocks[2, 3]) == pytest.approx(float(one), abs=1e-5)
 
 
+def test_teacher_forcing_resumes_where_it_stopped():
+    from flax import nnx
+
+    sender = Sender(2, 3, 4, 5, "gru", 8, 4, rngs=nnx.Rngs(0))
+    objects = jnp.array([[a, b] for a in range(3) for b in range(3)])  # [9, 2]
+    messages = sender.sample(objects, jax.random.key(1)).symbols  # [9, 5], some end early
+    alive = analysis.alive_positions(messages)
+    carry = sender.cell.initial_carry(sender.encoder(jax.nn.one_hot(objects, 3).reshape(9, -1)))
+    head, carry = analysis.teacher_force(sender, carry, jnp.full(9, 4), messages[:, :2], alive[:, :2])
+    tail, _ = analysis.teacher_force(sender, carry, messages[:, 1], messages[:, 2:], alive[:, 2:])
+    np.testing.assert_allclose(head + tail, sender.log_prob(objects, messages), atol=1e-5)
+
+
+def test_the_sampled_normaliser_is_unbiased():
+    from flax import nnx
+
+    sender = Sender(3, 4, 4, 6, "gru", 16, 8, rngs=nnx.Rngs(3))  # vocabulary 4, 6 positions
+    objects = jnp.array([[a, b, c] for a in range(4) for b in range(4) for c in range(4)])[:60]
+    messages = sender.sample(objects, jax.random.key(1)).symbols
+    log_pi = analysis.message_log_probs(sender, objects, messages)  # [60, 60]
+    exact = jax.nn.logsumexp(log_pi, axis=1)
+    draws = jax.jit(jax.vmap(lambda key: decomposition.sampled_log_normaliser(
+        sender, objects, messages, jnp.diagonal(log_pi), key, columns=4)))(jax.random.split(jax.random.key(2), 400))
+    assert decomposition.proposal_depth(4, 6, 60, 4) + 2 < 6  # all three stages run
+    ratio = np.exp(np.asarray(draws - exact))  # [draws, n]: S-hat / S, mean 1 if unbiased
+    standard_error = ratio.std(axis=0) / math.sqrt(len(ratio))
+    assert np.all(np.abs(ratio.mean(axis=0) - 1) < 4 * standard_error + 1e-4)
+    assert np.mean(standard_error) > 1e-4  # it did sample
+
+
 def test_pair_log_probs_teacher_forces_each_listed_pair():
     from flax import nnx
 
@@ -226,7 +257,7 @@ def test_priority_sampling_is_unbiased_for_any_values():
 
     @jax.jit
     def estimate(key):
-        index, log_scale = analysis.priority_sample(key, log_w, k)
+        index, log_scale = analysis.priority_sample(key, jnp.where(jnp.eye(n, dtype=bool), -jnp.inf, log_w), k)  # j != i
         return jnp.sum(jnp.exp(log_scale) * jnp.take_along_axis(jnp.asarray(y, jnp.float32), index, axis=1), axis=1)
 
     samples = np.asarray(jax.vmap(estimate)(jax.random.split(jax.random.key(1), draws)))  # [draws, n]
@@ -248,9 +279,16 @@ def test_priority_sampling_keeps_the_heavy_columns_exactly():
         np.testing.assert_allclose(scale[heavy_mask], 1.0, atol=1e-6)  # taken with their own weight
 
 
-@pytest.mark.parametrize("k", [0, 11])
+def test_priority_sampling_counts_columns_of_weight_zero_as_zero():
+    log_w = jnp.array([[0.0, -1.0, -jnp.inf, -2.0]])  # 3 columns of positive weight, k = 3: all kept exactly
+    index, log_scale = analysis.priority_sample(jax.random.key(0), log_w, 3)
+    assert set(np.asarray(index[0])) == {0, 1, 3}
+    np.testing.assert_allclose(np.exp(log_scale), 1.0)
+
+
+@pytest.mark.parametrize("k", [0, 12])
 def test_priority_sampling_rejects_impossible_k(k):
-    with pytest.raises(ValueError, match="1 <= k <= n - 2 = 10"):
+    with pytest.raises(ValueError, match=r"1 <= k <= m - 1 = 11 of m = 12"):
         analysis.priority_sample(jax.random.key(0), jnp.zeros((12, 12)), k)
 
 
