@@ -92,14 +92,8 @@ class Sender(nnx.Module):
         self.cell = Cell(cell, embedding_size, hidden_size, rngs=rngs)
         self.head = nnx.Linear(hidden_size, vocab_size, rngs=rngs)
 
-    def _unroll(self, objects: jax.Array, choose, xs) -> Message:
-        return self._message(*self.decode(objects, choose, xs))
-
-    def decode(self, objects: jax.Array, choose, xs) -> tuple[jax.Array, jax.Array]:
-        """Run the decoder; `choose(log_p, x) -> one_hot [B, vocab]` picks each symbol.
-
-        Returns `(log_p [B, T, vocab], one_hot [B, T, vocab])`: each position's distribution and the symbol picked.
-        """
+    def _unroll(self, objects: jax.Array, choose, xs):
+        """Run the decoder; `choose(logits, x) -> one_hot [B, vocab]` picks each symbol."""
         batch = objects.shape[0]
         x = jax.nn.one_hot(objects, self.n_values).reshape(batch, -1)
         carry = self.cell.initial_carry(self.encoder(x))
@@ -113,8 +107,9 @@ class Sender(nnx.Module):
             one_hot = choose(logits, x_t)
             return (carry, one_hot @ table[:-1]), (logits, one_hot)
 
-        _, (logits, one_hot) = jax.lax.scan(body, (carry, start), xs, length=self.max_len if xs is None else None)
-        return logits.swapaxes(0, 1), one_hot.swapaxes(0, 1)  # [B, T, vocab]
+        _, (logits, one_hot) = jax.lax.scan(body, (carry, start), xs, length=self.max_len)
+        logits, one_hot = logits.swapaxes(0, 1), one_hot.swapaxes(0, 1)  # [B, T, vocab]
+        return self._message(logits, one_hot)
 
     def _message(self, log_p: jax.Array, one_hot: jax.Array) -> Message:
         eos = one_hot[..., 0]  # [B, T]

@@ -19,7 +19,6 @@ from lab.analysis.decomposition import (
     ideal_listener,
     log_pihat,
     message_log_probs,
-    pair_log_probs,
     priority_sample,
     teacher_force,
 )
@@ -27,5 +26,5 @@ from lab.analysis.probe import ListenerFit, ProbeResult, fit_listener, fresh_rec
 
 __all__ = [
     "Decomposition", "decompose", "decompose_agents", "decompose_population", "exact_decomposition", "ideal_listener", "log_pihat",
-    "message_log_probs", "pair_log_probs", "priority_sample", "teacher_force", "alive_positions", "ListenerFit", "ProbeResult", "fit_listener", "fresh_receiver", "probe", "probe_population",
+    "message_log_probs", "priority_sample", "teacher_force", "alive_positions", "ListenerFit", "ProbeResult", "fit_listener", "fresh_receiver", "probe", "probe_population",
 ]

@@ -289,20 +289,6 @@ def teacher_force(sender: Sender, carry, previous: jax.Array, symbols: jax.Array
     return log_p.sum(axis=0), carry
 
 
-def pair_log_probs(sender: Sender, objects: jax.Array, messages: jax.Array, max_pairs: int = MAX_PAIRS) -> jax.Array:
-    """log pi(m_i|x_is) `[n, k]` for `objects: [n, k, K]` and `messages: [n, max_len]` (teacher forcing in blocks of rows)."""
-    k = objects.shape[1]
-
-    def block(objects, messages):  # [rows, k, K], [rows, T]
-        rows = objects.shape[0]
-        carry = sender.cell.initial_carry(sender.encoder(jax.nn.one_hot(objects, sender.n_values).reshape(rows * k, -1)))
-        pairs = jnp.repeat(messages, k, axis=0)
-        log_p, _ = teacher_force(sender, carry, jnp.full(rows * k, sender.vocab_size), pairs, alive_positions(pairs))
-        return log_p.reshape(rows, k)
-
-    return _in_row_blocks(block, max(1, max_pairs // k), objects, messages)
-
-
 def _in_row_blocks(fn, rows: int, *arrays):
     """`fn(*arrays)` computed `rows` rows at a time (`lax.map`; the last block padded with row 0)."""
     n = arrays[0].shape[0]
@@ -372,8 +358,9 @@ def decompose_agents(sender: Sender, receiver: Receiver, objects: jax.Array, key
 
     One message per object is sampled with `key` (as `Trainer.evaluate` samples), then all n^2
     log pi(m_i|x_j) are teacher-forced in blocks. With `columns=k` (k < n - 1) the normaliser of
-    the ideal listener is estimated from k sampled objects per message instead (about n / k
-    times faster; see the module docstring). Jit and vmap it over a population.
+    the ideal listener is estimated instead, forcing k objects per message to the end (see the
+    module docstring): for n = 4096 at max_len 10, k = 64 takes 7 s instead of 70 s on 2 CPU
+    cores, L_info a few thousandths of a nat low. Jit and vmap it over a population.
     """
     message = sender.sample(objects, key)
     log_rho = reconstruction_log_rho(receiver, message.one_hot, objects)

@@ -233,65 +233,6 @@ def test_the_sampled_normaliser_is_unbiased():
     assert np.mean(standard_error) > 1e-4  # it did sample
 
 
-def test_pair_log_probs_teacher_forces_each_listed_pair():
-    from flax import nnx
-
-    sender = Sender(2, 3, 4, 3, "gru", 8, 4, rngs=nnx.Rngs(0))
-    objects = jnp.array([[a, b] for a in range(3) for b in range(3)])  # [9, 2]
-    messages = sender.sample(objects[:5], jax.random.key(1)).symbols  # [5, 3]
-    index = jax.random.randint(jax.random.key(2), (5, 3), 0, 9)  # 3 objects per message
-    pairs = analysis.pair_log_probs(sender, objects[index], messages, max_pairs=7)  # 3 blocks of 2 rows, 1 padded
-    full = analysis.message_log_probs(sender, objects, messages)  # [5, 9]
-    np.testing.assert_allclose(pairs, np.take_along_axis(np.asarray(full), np.asarray(index), axis=1), atol=1e-5)
-
-
-# -- the sampled-columns estimate of the normaliser ------------------------------------------------
-
-
-def test_priority_sampling_is_unbiased_for_any_values():
-    rng = np.random.default_rng(0)
-    n, k, draws = 10, 3, 20_000
-    log_w = jnp.asarray(rng.normal(0, 2, (n, n)), jnp.float32)  # proposal weights
-    y = np.exp(np.asarray(log_w)) * rng.uniform(0, 1, (n, n))  # values y_ij = w_ij r_ij, r in [0, 1]
-    np.fill_diagonal(y, 0.0)
-
-    @jax.jit
-    def estimate(key):
-        index, log_scale = analysis.priority_sample(key, jnp.where(jnp.eye(n, dtype=bool), -jnp.inf, log_w), k)  # j != i
-        return jnp.sum(jnp.exp(log_scale) * jnp.take_along_axis(jnp.asarray(y, jnp.float32), index, axis=1), axis=1)
-
-    samples = np.asarray(jax.vmap(estimate)(jax.random.split(jax.random.key(1), draws)))  # [draws, n]
-    standard_error = samples.std(axis=0) / math.sqrt(draws)
-    assert np.all(np.abs(samples.mean(axis=0) - y.sum(axis=1)) < 4 * standard_error + 1e-6)
-    assert np.all(standard_error > 0)  # it did sample: k < n - 1
-
-
-def test_priority_sampling_keeps_the_heavy_columns_exactly():
-    n, k = 12, 4
-    log_w = np.full((n, n), -30.0, np.float32)  # negligible weight, except three columns per row
-    heavy = (np.arange(n)[:, None] + np.array([1, 2, 3])) % n
-    np.put_along_axis(log_w, heavy, np.log([0.5, 0.3, 0.2]).astype(np.float32), axis=1)
-    for seed in range(5):
-        index, log_scale = analysis.priority_sample(jax.random.key(seed), jnp.asarray(log_w), k)
-        assert all(set(heavy[i]) <= set(np.asarray(index[i])) for i in range(n))
-        scale = np.exp(np.asarray(log_scale))
-        heavy_mask = np.array([[j in heavy[i] for j in np.asarray(index[i])] for i in range(n)])
-        np.testing.assert_allclose(scale[heavy_mask], 1.0, atol=1e-6)  # taken with their own weight
-
-
-def test_priority_sampling_counts_columns_of_weight_zero_as_zero():
-    log_w = jnp.array([[0.0, -1.0, -jnp.inf, -2.0]])  # 3 columns of positive weight, k = 3: all kept exactly
-    index, log_scale = analysis.priority_sample(jax.random.key(0), log_w, 3)
-    assert set(np.asarray(index[0])) == {0, 1, 3}
-    np.testing.assert_allclose(np.exp(log_scale), 1.0)
-
-
-@pytest.mark.parametrize("k", [0, 12])
-def test_priority_sampling_rejects_impossible_k(k):
-    with pytest.raises(ValueError, match=r"1 <= k <= m - 1 = 11 of m = 12"):
-        analysis.priority_sample(jax.random.key(0), jnp.zeros((12, 12)), k)
-
-
 # -- trained agents -------------------------------------------------------------------------------
 
 TINY = ["game.n_attributes=3", "game.n_values=3", "agents.hidden_size=16", "agents.embedding_size=8",
