@@ -211,15 +211,11 @@ def message_log_probs(sender: Sender, objects: jax.Array, messages: jax.Array, m
     Objects go in blocks (`lax.map`) of at most `max_pairs` (prefix, object) pairs, so memory
     stays bounded as n grows. Same values as `sender.log_prob` on every pair (tested).
     """
-    n_messages, n_objects = messages.shape[0], objects.shape[0]
+    n_messages = messages.shape[0]
     levels = prefix_levels(messages, sender.vocab_size)
     widest = max(size for *_, size in levels)
-    n_blocks = -(-n_objects // max(1, min(n_objects, max_pairs // widest)))
-    columns = -(-n_objects // n_blocks)  # balanced blocks waste fewer padding objects
-    padded = jnp.concatenate([objects, jnp.broadcast_to(objects[:1], (n_blocks * columns - n_objects, objects.shape[1]))])
-    table = sender.embedding[...] @ sender.cell.w_input[...] + sender.cell.bias[...]  # [vocab+1, gates*H], last: start
-    ended = jnp.cumsum(messages == 0, axis=1)
-    alive = jnp.concatenate([jnp.ones((n_messages, 1), bool), ended[:, :-1] == 0], axis=1)  # [n, T] up to the first EOS
+    table = input_table(sender)
+    alive = alive_positions(messages)
 
     def block(block_objects):  # [c, K] -> [n_messages, c]
         c = block_objects.shape[0]
@@ -236,8 +232,12 @@ def message_log_probs(sender: Sender, objects: jax.Array, messages: jax.Array, m
             out = out + jnp.where(alive[:, t, None], picked, 0.0)
         return out
 
-    blocks = jax.lax.map(block, padded.reshape(n_blocks, columns, -1))  # [blocks, n_messages, c]
-    return blocks.transpose(1, 0, 2).reshape(n_messages, -1)[:, :n_objects]
+    return _in_row_blocks(lambda block_objects: block(block_objects).T, max(1, max_pairs // widest), objects).T
+
+
+def input_table(sender: Sender) -> jax.Array:
+    """`[vocab + 1, gates * H]`: each symbol's input projection in the sender's cell, the start symbol last."""
+    return sender.embedding[...] @ sender.cell.w_input[...] + sender.cell.bias[...]
 
 
 def reconstruction_log_rho(receiver: Receiver, one_hot: jax.Array, objects: jax.Array) -> jax.Array:
@@ -276,7 +276,7 @@ def teacher_force(sender: Sender, carry, previous: jax.Array, symbols: jax.Array
 
     Returns `(sum of log pi(symbol_t|...) over the alive positions [B], carry)` for `symbols, alive: [B, s]`.
     """
-    table = sender.embedding[...] @ sender.cell.w_input[...] + sender.cell.bias[...]  # [vocab+1, gates*H], last: start
+    table = input_table(sender)
 
     def body(state, xs):
         carry, previous = state
