@@ -129,7 +129,7 @@ def main() -> None:
     result = dict(device=str(jax.devices()[0]), platform=platform.platform(), cpu_count=os.cpu_count(), jax=jax.__version__,
                   agents=lab_config.to_dict(config)["agents"], decomposition={})
     agents = {"untrained": (*make_agents(config, jax.random.key(0)),
-                            np.asarray(games.objects.object_set(6, 10, max(args.sizes), seed=0)))}
+                            np.asarray(games.objects.object_set(config.game.n_attributes, config.game.n_values, max(args.sizes))))}
     if args.train_steps:
         *trained, accuracy = trained_agents(config, max(args.sizes), args.train_steps)
         agents[f"trained ({args.train_steps} steps, train accuracy {accuracy:.2f})"] = tuple(trained)

@@ -47,6 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.special
 
+import games
 from lab.agents import Receiver, Sender, eos_weights
 
 MAX_PAIRS = 1 << 15  # teacher-forced (message, object) pairs per block: bounds the memory of `message_log_probs`
@@ -267,8 +268,7 @@ def priority_sample(key: jax.Array, log_w: jax.Array, k: int) -> tuple[jax.Array
 
 def alive_positions(messages: jax.Array) -> jax.Array:
     """`[n, T]` True up to and including each message's first EOS (the positions pi(m|x) counts)."""
-    ended = jnp.cumsum(messages == 0, axis=1)
-    return jnp.concatenate([jnp.ones_like(messages[:, :1], bool), ended[:, :-1] == 0], axis=1)
+    return jnp.arange(messages.shape[1]) < games.message_length(messages)[:, None]
 
 
 def teacher_force(sender: Sender, carry, previous: jax.Array, symbols: jax.Array, alive: jax.Array):
@@ -341,8 +341,7 @@ def sampled_log_normaliser(sender: Sender, objects: jax.Array, messages: jax.Arr
         log_w = log_scale + head.reshape(rows, screened)  # weights of y_ij = scale_ij pi(m_i|x_j): scale_ij pi(m_i[:middle]|x_j)
         if middle == max_len:
             return jax.nn.logsumexp(log_w, axis=1)
-        keep, log_scale = jax.vmap(lambda key, w: priority_sample(key, w[None], columns))(keys, log_w)
-        keep, log_scale = keep[:, 0], log_scale[:, 0]  # [rows, columns]
+        keep, log_scale = priority_sample(keys[0], log_w, columns)  # [rows, columns]; the block draws with its first row's key
         carry = jax.tree.map(lambda h: h[(jnp.arange(rows)[:, None] * screened + keep).reshape(-1)], carry)
         tails = partial(jnp.repeat, repeats=columns, axis=0)
         tail, _ = teacher_force(sender, carry, tails(messages[:, middle - 1]), tails(messages[:, middle:]), tails(alive[:, middle:]))
@@ -366,9 +365,8 @@ def decompose_agents(sender: Sender, receiver: Receiver, objects: jax.Array, key
     log_rho = reconstruction_log_rho(receiver, message.one_hot, objects)
     if columns is None or columns >= objects.shape[0] - 1:
         return decompose(message_log_probs(sender, objects, message.symbols, max_pairs), log_rho)
-    log_own = sender.log_prob(objects, message.symbols)
-    log_norm = sampled_log_normaliser(sender, objects, message.symbols, log_own, jax.random.fold_in(key, 1), columns, max_pairs)
-    return _terms(log_own - log_norm, log_rho)
+    log_norm = sampled_log_normaliser(sender, objects, message.symbols, message.log_prob, jax.random.fold_in(key, 1), columns, max_pairs)
+    return _terms(message.log_prob - log_norm, log_rho)
 
 
 def decompose_population(trainer, state, objects, key: jax.Array, columns: int | None = None,
