@@ -1,1 +1,5 @@
-"""Curriculum schedulers (pure JAX state inside the jitted training loop). Empty for now."""
+"""Curriculum schedulers: samplers of the trainer, pure JAX, depending on nothing but `games`."""
+
+from curricula.base import Sampler, Stats, distribution_entropy, identity
+
+__all__ = ["Sampler", "Stats", "identity", "distribution_entropy"]

@@ -1,5 +1,13 @@
-"""Lewis signaling games: object spaces, splits, input distributions, pure-JAX games."""
+"""Lewis signaling games, pure JAX: object spaces, splits, input distributions, message conventions, games.
 
+The gymnasium adapters live in `games.gym` (importing it registers `games/LewisReconstruction-v0`
+and `games/LewisDiscrimination-v0`); this package itself needs only JAX and numpy.
+"""
+
+from games import messages
+from games.config import GameConfig
+from games.distributions import DISTRIBUTIONS
+from games.fields import ConfigError, doc
 from games.lewis import (
     GAMES,
     Action,
@@ -10,18 +18,16 @@ from games.lewis import (
     LewisReconstruction,
     Observation,
     make_game,
-    message_length,
-    truncate_at_eos,
+    reconstruction_episodes,
 )
+from games.messages import message_length, truncate_at_eos
 from games.objects import all_objects, object_set, sample_objects
 from games.splits import SPLITS, compositional_split, iid_split
-from games.distributions import DISTRIBUTIONS
-from games.world import World, make_world
-from games.gym import LewisEnv, LewisVectorEnv  # registers games/LewisReconstruction-v0, games/LewisDiscrimination-v0
+from games.world import World, make_world, world_of
 
 __all__ = [
-    "GAMES", "SPLITS", "DISTRIBUTIONS", "Action", "EnvParams", "EnvState", "Observation",
-    "LewisGame", "LewisReconstruction", "LewisDiscrimination", "make_game", "message_length",
+    "GAMES", "SPLITS", "DISTRIBUTIONS", "Action", "EnvParams", "EnvState", "Observation", "GameConfig", "ConfigError", "doc",
+    "LewisGame", "LewisReconstruction", "LewisDiscrimination", "make_game", "reconstruction_episodes", "messages", "message_length",
     "truncate_at_eos", "all_objects", "object_set", "sample_objects", "compositional_split",
-    "iid_split", "World", "make_world", "LewisEnv", "LewisVectorEnv",
+    "iid_split", "World", "make_world", "world_of",
 ]

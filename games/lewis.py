@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from games.messages import truncate_at_eos
+
 GAMES = ("reconstruction", "discrimination")
 
 
@@ -36,6 +38,7 @@ class EnvState:
     target_index: jax.Array  # [] position of the target among the candidates
     message: jax.Array  # [max_len]
     turn: jax.Array  # [] 0 speaker, 1 listener, 2 over
+    shown: jax.Array  # [n_candidates] bool, the candidates in play (a curriculum may show fewer than n_candidates)
 
 
 @struct.dataclass
@@ -50,22 +53,6 @@ class Observation:
 class Action:
     message: jax.Array  # [max_len] used on turn 0
     guess: jax.Array  # reconstruction [K], discrimination [] — used on turn 1
-
-
-def truncate_at_eos(message: jax.Array) -> jax.Array:
-    """Zero every symbol after the first EOS (0): `[..., max_len]`."""
-    alive = jnp.cumprod(message != 0, axis=-1)
-    # position t is kept while no EOS occurred strictly before it
-    before = jnp.concatenate([jnp.ones_like(alive[..., :1]), alive[..., :-1]], axis=-1)
-    return message * before
-
-
-def message_length(message: jax.Array) -> jax.Array:
-    """Index of the first EOS plus one, or max_len when there is none: `[...]`."""
-    max_len = message.shape[-1]
-    is_eos = message == 0
-    first = jnp.argmax(is_eos, axis=-1)
-    return jnp.where(is_eos.any(axis=-1), first + 1, max_len)
 
 
 class LewisGame:
@@ -91,17 +78,22 @@ class LewisGame:
     def sample_candidates(self, key, params: EnvParams, target_id) -> tuple[jax.Array, jax.Array]:
         return params.objects[target_id][None], jnp.zeros((), jnp.int32)
 
-    def reset(self, key: jax.Array, params: EnvParams) -> tuple[Observation, EnvState]:
-        key_target, key_candidates = jax.random.split(key)
-        target_id = jax.random.choice(key_target, params.objects.shape[0], p=params.probs)
-        candidates, target_index = self.sample_candidates(key_candidates, params, target_id)
-        state = EnvState(
+    def episode(self, key: jax.Array, params: EnvParams, target_id: jax.Array) -> EnvState:
+        """A fresh episode whose target is `params.objects[target_id]`, its candidates drawn with `key`."""
+        candidates, target_index = self.sample_candidates(key, params, target_id)
+        return EnvState(
             target=params.objects[target_id],
             candidates=candidates,
             target_index=target_index,
             message=jnp.zeros(self.max_len, jnp.int32),
             turn=jnp.zeros((), jnp.int32),
+            shown=jnp.ones(self.n_candidates, bool),
         )
+
+    def reset(self, key: jax.Array, params: EnvParams) -> tuple[Observation, EnvState]:
+        key_target, key_candidates = jax.random.split(key)
+        target_id = jax.random.choice(key_target, params.objects.shape[0], p=params.probs)
+        state = self.episode(key_candidates, params, target_id)
         return self.observe(state), state
 
     def observe(self, state: EnvState) -> Observation:
@@ -127,9 +119,18 @@ class LewisGame:
         info = {"success": jnp.where(speaking, False, success), "target": state.target}
         return self.observe(state), state, reward, terminated, jnp.zeros((), bool), info
 
+    def sample_ids(self, key: jax.Array, params: EnvParams, batch_size: int) -> jax.Array:
+        """`[batch_size]` target ids drawn from `params.probs`."""
+        return jax.random.categorical(key, jnp.log(params.probs), shape=(batch_size,))
+
+    def episodes(self, key: jax.Array, params: EnvParams, target_ids: jax.Array) -> EnvState:
+        """One fresh episode per target id `[B]`: EnvState with a leading batch axis."""
+        return jax.vmap(lambda k, i: self.episode(k, params, i))(jax.random.split(key, target_ids.shape[0]), target_ids)
+
     def sample_batch(self, key: jax.Array, params: EnvParams, batch_size: int) -> EnvState:
-        """`batch_size` fresh episodes (the trainer's sampler): EnvState with a leading batch axis."""
-        return jax.vmap(lambda k: self.reset(k, params)[1])(jax.random.split(key, batch_size))
+        """`batch_size` fresh episodes, targets drawn from `params.probs`: EnvState with a leading batch axis."""
+        key_ids, key_episodes = jax.random.split(key)
+        return self.episodes(key_episodes, params, self.sample_ids(key_ids, params, batch_size))
 
 
 class LewisReconstruction(LewisGame):
@@ -179,6 +180,13 @@ class LewisDiscrimination(LewisGame):
 
     def success(self, state: EnvState, guess: jax.Array) -> jax.Array:
         return guess == state.target_index
+
+
+def reconstruction_episodes(objects: jax.Array, max_len: int) -> EnvState:
+    """Reconstruction episodes, one per target `objects [n, K]`, at the listener's turn-to-be (a batch)."""
+    n = objects.shape[0]
+    return EnvState(target=objects, candidates=objects[:, None], target_index=jnp.zeros(n, jnp.int32),
+                    message=jnp.zeros((n, max_len), jnp.int32), turn=jnp.zeros(n, jnp.int32), shown=jnp.ones((n, 1), bool))
 
 
 def make_game(kind: str, n_attributes: int, n_values: int, vocab_size: int, max_len: int, n_distractors: int = 4, hard_negatives: bool = False) -> LewisGame:

@@ -45,3 +45,9 @@ def make_world(
     train, test = splits.split(objs, n_values, split, test_fraction, seed)
     probs = distributions.make(distribution, len(train), zipf_exponent, seed)
     return World(n_attributes, n_values, objs, train, test, probs)
+
+
+def world_of(config) -> World:
+    """The world a `GameConfig` describes."""
+    return make_world(config.n_attributes, config.n_values, config.n_objects, config.split, config.test_fraction,
+                      config.distribution, config.zipf_exponent, config.seed)

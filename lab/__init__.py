@@ -1,13 +1,35 @@
-"""The lab: agents, trainer, metrics, runs and analysis for Lewis signaling games.
+"""The lab: agents, the composable trainer, metrics, analysis, runs, sweeps and studies for Lewis signaling games.
 
-    >>> from lab import config, train
-    >>> cfg = config.load(overrides=["train.seeds=2", "train.steps=200"])
-    >>> state, metrics = train.train_population(cfg)   # one jitted, vmapped call
-    >>> metrics["train"]["accuracy"].shape             # [seeds, evaluations]
+    >>> import lab
+    >>> cfg = lab.config.load(overrides=["train.seeds=2", "train.steps=200"])
+    >>> state, history = lab.train_population(cfg)      # one jitted, vmapped call
+    >>> history["train"]["accuracy"].shape              # [seeds, evaluations]
     (2, 3)
+
+Layout: `lab.core` (the jitted core), `lab.controls` / `lab.interventions` (components),
+`lab.analysis`, `lab.experiment` (config, build, run, sweep, checkpoint, results), `lab.report`.
 """
 
-from lab.config import Config, ConfigError, load
-from lab.train import Hparams, Trainer, hparams_from_config, make_train, train_population
+import jax
 
-__all__ = ["Config", "ConfigError", "load", "Hparams", "Trainer", "hparams_from_config", "make_train", "train_population"]
+from lab import analysis
+from lab.core import metrics
+from lab.core.hparams import hparams_from_config, with_values
+from lab.core.trainer import Trainer, TrainState, seed_keys
+from lab.experiment import checkpoint, config, results
+from lab.experiment.build import make_train, make_trainer
+from lab.experiment.config import Config, ConfigError, load
+
+
+def train_population(config: Config, trainer: Trainer | None = None, hparams=None):
+    """Train `config.train.seeds` runs as one jitted, vmapped call of `trainer.train`: `(state, history)`."""
+    trainer = trainer or make_trainer(config)
+    keys = seed_keys(config)
+    hparams = hparams if hparams is not None else hparams_from_config(config, len(keys))
+    return jax.jit(jax.vmap(trainer.train))(keys, hparams)
+
+
+__all__ = [
+    "analysis", "metrics", "checkpoint", "config", "results", "Config", "ConfigError", "load", "Trainer", "TrainState",
+    "hparams_from_config", "with_values", "seed_keys", "make_train", "make_trainer", "train_population",
+]

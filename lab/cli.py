@@ -9,14 +9,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from lab.config import ConfigError, describe, load
+from lab.experiment.config import ConfigError, describe, load
 
 EXIT_USAGE = 2
 
 
 def cmd_run(args) -> None:
-    from lab import results
-    from lab.run import run
+    from lab.experiment import results
+    from lab.experiment.run import run
 
     config = load(args.config, args.overrides)
     table = run(config, args.out, overwrite=args.overwrite, progress=not args.quiet)
@@ -25,7 +25,7 @@ def cmd_run(args) -> None:
 
 
 def cmd_sweep(args) -> None:
-    from lab.sweep import finished, load_plan, read_manifest, run_sweep
+    from lab.experiment.sweep import finished, load_plan, read_manifest, run_sweep
 
     plan = load_plan(args.sweep_file)
     if args.dry_run:
@@ -48,7 +48,7 @@ def cmd_sweep(args) -> None:
 
 
 def cmd_report(args) -> None:
-    from lab.report import report
+    from lab.report.run import report
 
     path = report(Path(args.run_dir))
     print(f"wrote {path}")
@@ -61,7 +61,7 @@ def cmd_play(args) -> None:
 
 
 def cmd_study(args) -> None:
-    from lab.studies import run_study
+    from lab.report.studies import run_study
 
     study = run_study(args.name, args.out, small=args.small, overwrite=args.overwrite, progress=not args.quiet,
                       overrides=args.overrides)

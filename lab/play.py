@@ -15,10 +15,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lab import checkpoint
-from lab.agents import eos_weights
-from lab.config import Config, ConfigError
-from lab.run import read_config
+import games
+import games.gym  # registers the gymnasium ids
+from lab.core.rollout import guess_log_probs
+from lab.experiment import checkpoint
+from lab.experiment.config import Config, ConfigError
+from lab.experiment.run import read_config
 
 
 def _batched(fn, n_leading_single: int):
@@ -46,13 +48,10 @@ def trained_partners(config: Config, checkpoint_path: str | Path, index: int = 0
 
     @jax.jit
     def listen(messages, candidates):
-        one_hot = jax.nn.one_hot(messages, vocab_size)
-        ends = eos_weights(one_hot[..., 0])  # [B, T]
-        if config.game.kind == "reconstruction":
-            log_p = jnp.einsum("bt,btkv->bkv", ends, receiver.reconstruct(one_hot))
-        else:
-            log_p = jnp.einsum("bt,btc->bc", ends, receiver.discriminate(one_hot, candidates))
-        return jnp.argmax(log_p, -1)
+        episodes = games.EnvState(target=jnp.zeros((messages.shape[0], config.game.n_attributes), jnp.int32),
+                                  candidates=candidates, target_index=jnp.zeros(messages.shape[0], jnp.int32), message=messages,
+                                  turn=jnp.ones(messages.shape[0], jnp.int32), shown=jnp.ones(candidates.shape[:2], bool))
+        return jnp.argmax(guess_log_probs(receiver, jax.nn.one_hot(messages, vocab_size), episodes, config.game.kind), -1)
 
     return _batched(speak, 1), _batched(listen, 1)
 
@@ -62,10 +61,8 @@ def make_env(run_dir: str | Path, role: str, index: int = 0) -> gymnasium.Env:
     config = read_config(run_dir)
     speaker, listener = trained_partners(config, run_dir / checkpoint.FILENAME, index)
     g, a = config.game, config.agents
-    game_id = "games/LewisReconstruction-v0" if g.kind == "reconstruction" else "games/LewisDiscrimination-v0"
-    from games import make_world
-
-    world = make_world(g.n_attributes, g.n_values, g.n_objects, g.split, g.test_fraction, g.distribution, g.zipf_exponent, g.seed)
+    game_id = games.gym.RECONSTRUCTION_ID if g.kind == "reconstruction" else games.gym.DISCRIMINATION_ID
+    world = games.world_of(g)
     return gymnasium.make(game_id, n_attributes=g.n_attributes, n_values=g.n_values, vocab_size=a.vocab_size,
                           max_len=a.max_len, n_distractors=g.n_distractors, hard_negatives=g.hard_negatives,
                           objects=world.objects, role=role, partner=listener if role == "speaker" else speaker,

@@ -10,21 +10,20 @@
 """
 
 from lab.analysis.decomposition import (
-    Decomposition,
-    alive_positions,
-    decompose,
     decompose_agents,
     decompose_population,
     exact_decomposition,
     ideal_listener,
-    log_pihat,
-    message_log_probs,
     priority_sample,
+    sampled_log_normaliser,
     teacher_force,
 )
-from lab.analysis.probe import ListenerFit, ProbeResult, fit_listener, fresh_receiver, probe, probe_population
+from lab.analysis.probe import ProbeResult, probe, probe_population
+from lab.core.ideal import Decomposition, decompose, log_pihat, message_log_probs
+from lab.core.refit import ReceiverFit, fit_receiver
 
 __all__ = [
     "Decomposition", "decompose", "decompose_agents", "decompose_population", "exact_decomposition", "ideal_listener", "log_pihat",
-    "message_log_probs", "priority_sample", "teacher_force", "alive_positions", "ListenerFit", "ProbeResult", "fit_listener", "fresh_receiver", "probe", "probe_population",
+    "message_log_probs", "priority_sample", "sampled_log_normaliser", "teacher_force", "ReceiverFit", "fit_receiver",
+    "ProbeResult", "probe", "probe_population",
 ]

@@ -40,7 +40,6 @@ not log these terms for it.
 from __future__ import annotations
 
 from functools import partial
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -48,61 +47,11 @@ import numpy as np
 import scipy.special
 
 import games
-from lab.agents import Receiver, Sender, eos_weights
-
-MAX_PAIRS = 1 << 15  # teacher-forced (message, object) pairs per block: bounds the memory of `message_log_probs`
-
-
-class Decomposition(NamedTuple):
-    """Mean nats; `loss == l_info + l_adapt`."""
-
-    loss: jax.Array  # -mean log rho(x|m)
-    l_info: jax.Array  # -mean log pihat(x|m)
-    l_adapt: jax.Array  # mean (log pihat(x|m) - log rho(x|m))
-
-
-def _concrete(x) -> bool:
-    return not isinstance(x, jax.core.Tracer)
-
-
-def _check_decompose(log_pi, log_rho) -> None:
-    if log_pi.ndim != 2 or log_pi.shape[0] != log_pi.shape[1]:
-        raise ValueError(f"log_pi must be a square matrix [n, n] with log_pi[i, j] = log pi(m_i|x_j), got shape {log_pi.shape}")
-    if log_pi.shape[0] == 0:
-        raise ValueError("log_pi has n = 0 objects; the decomposition needs at least one")
-    if log_rho.shape != log_pi.shape[:1]:
-        raise ValueError(f"log_rho must have shape [n] = {log_pi.shape[:1]} to match log_pi {log_pi.shape}, got {log_rho.shape}")
-    if _concrete(log_pi) and np.any(np.asarray(log_pi) > 1e-5):
-        raise ValueError(f"log_pi holds log-probabilities, which are <= 0; its largest entry is {float(np.max(log_pi)):.4g}")
-    if _concrete(log_rho) and np.any(np.asarray(log_rho) > 1e-5):
-        raise ValueError(f"log_rho holds log-probabilities, which are <= 0; its largest entry is {float(np.max(log_rho)):.4g}")
-    if _concrete(log_pi) and not np.all(np.isfinite(np.diagonal(np.asarray(log_pi)))):
-        raise ValueError("log_pi must have a finite diagonal: m_i was sampled from pi(.|x_i), so log pi(m_i|x_i) > -inf")
-
-
-def log_pihat(log_pi: jax.Array) -> jax.Array:
-    """log pihat(x_i|m_i) `[n]` under a uniform prior, from `log_pi[i, j] = log pi(m_i|x_j)` `[n, n]`."""
-    return jnp.diagonal(log_pi) - jax.nn.logsumexp(log_pi, axis=1)
-
-
-def decompose(log_pi: jax.Array, log_rho: jax.Array) -> Decomposition:
-    """Estimate (loss, l_info, l_adapt) over n objects, one sampled message each, uniform prior.
-
-    `log_pi: [n, n]`, `log_pi[i, j] = log pi(m_i|x_j)` for the message m_i sampled for x_i;
-    `log_rho: [n]`, `log_rho[i] = log rho(x_i|m_i)`.
-
-        >>> A = jnp.log(jnp.array([[1.0, 0.0], [0.0, 1.0]]))   # a one-to-one code
-        >>> d = decompose(A, jnp.log(jnp.array([0.5, 0.5])))
-        >>> round(float(d.l_info), 4), round(float(d.l_adapt), 4)   # no ambiguity; the listener hesitates
-        (0.0, 0.6931)
-    """
-    log_pi, log_rho = jnp.asarray(log_pi, jnp.float32), jnp.asarray(log_rho, jnp.float32)
-    _check_decompose(log_pi, log_rho)
-    return _terms(log_pihat(log_pi), log_rho)
-
-
-def _terms(log_pihat_: jax.Array, log_rho: jax.Array) -> Decomposition:
-    return Decomposition(loss=-jnp.mean(log_rho), l_info=-jnp.mean(log_pihat_), l_adapt=jnp.mean(log_pihat_ - log_rho))
+from games.messages import alive
+from lab.core.agents import Agents, Receiver, Sender
+from lab.core.evaluate import members
+from lab.core.ideal import MAX_PAIRS, Decomposition, decompose, in_row_blocks, message_log_probs, terms
+from lab.core.rollout import rollout
 
 
 def _check_distributions(name: str, rows: np.ndarray, what: str) -> None:
@@ -181,73 +130,6 @@ def ideal_listener(pi, prior=None) -> np.ndarray:
     return np.where(marginal > 0, joint / np.where(marginal > 0, marginal, 1.0), prior[None, :])
 
 
-def prefix_levels(messages: jax.Array, vocab_size: int) -> list[tuple[jax.Array, jax.Array, jax.Array, int]]:
-    """The prefix tree of `messages: [n, T]`, one level per position t.
-
-    Level t lists the distinct prefixes m_<t (at most min(vocab^t, n), a static bound):
-    `(node [n]` the prefix of each message, `parent [size]` its prefix one symbol shorter,
-    `symbol [size]` that last symbol, `size)`.
-    """
-    n, max_len = messages.shape
-    order = jnp.lexsort(messages.T[::-1])  # lexicographic order: equal prefixes are contiguous
-    ranked = messages[order]
-    levels, previous = [], jnp.zeros(n, jnp.int32)
-    for t in range(max_len):
-        size = min(vocab_size**t, n)
-        first = jnp.concatenate([jnp.ones(1, bool), jnp.any(ranked[1:, :t] != ranked[:-1, :t], axis=1)])
-        node = jnp.zeros(n, jnp.int32).at[order].set(jnp.cumsum(first) - 1)
-        parent = jnp.zeros(size, jnp.int32).at[node].set(previous)
-        symbol = jnp.zeros(size, jnp.int32).at[node].set(messages[:, t - 1] if t else 0)
-        levels.append((node, parent, symbol, size))
-        previous = node
-    return levels
-
-
-def message_log_probs(sender: Sender, objects: jax.Array, messages: jax.Array, max_pairs: int = MAX_PAIRS) -> jax.Array:
-    """A `[n_messages, n_objects]`, A_ij = log pi(m_i|x_j): every message teacher-forced under every object.
-
-    `objects: [n_objects, K]`, `messages: [n_messages, max_len]`. The sender's decoder runs once
-    per (distinct prefix, object), not per (message, position, object): messages that share a
-    prefix share its hidden states (half the work for 205 messages of 5 symbols from 10).
-    Objects go in blocks (`lax.map`) of at most `max_pairs` (prefix, object) pairs, so memory
-    stays bounded as n grows. Same values as `sender.log_prob` on every pair (tested).
-    """
-    n_messages = messages.shape[0]
-    levels = prefix_levels(messages, sender.vocab_size)
-    widest = max(size for *_, size in levels)
-    table = input_table(sender)
-    alive = alive_positions(messages)
-
-    def block(block_objects):  # [c, K] -> [n_messages, c]
-        c = block_objects.shape[0]
-        one_hot = jax.nn.one_hot(block_objects, sender.n_values).reshape(c, -1)
-        carry = jax.tree.map(lambda h: h[None], sender.cell.initial_carry(sender.encoder(one_hot)))  # [1, c, H]
-        out = jnp.zeros((n_messages, c))
-        for t, (node, parent, symbol, size) in enumerate(levels):
-            x_proj = table[-1:] if t == 0 else table[symbol]  # [size, gates*H]
-            x_proj = jnp.broadcast_to(x_proj[:, None], (size, c, x_proj.shape[-1])).reshape(size * c, -1)
-            carry = sender.cell.step(jax.tree.map(lambda h: h[parent].reshape(size * c, -1), carry), x_proj)
-            log_p = jax.nn.log_softmax(sender.head(sender.cell.hidden(carry))).reshape(size, c, -1)  # [size, c, vocab]
-            carry = jax.tree.map(lambda h: h.reshape(size, c, -1), carry)
-            picked = jnp.take_along_axis(log_p[node], messages[:, t, None, None], axis=2)[..., 0]  # [n, c]
-            out = out + jnp.where(alive[:, t, None], picked, 0.0)
-        return out
-
-    return _in_row_blocks(lambda block_objects: block(block_objects).T, max(1, max_pairs // widest), objects).T
-
-
-def input_table(sender: Sender) -> jax.Array:
-    """`[vocab + 1, gates * H]`: each symbol's input projection in the sender's cell, the start symbol last."""
-    return sender.embedding[...] @ sender.cell.w_input[...] + sender.cell.bias[...]
-
-
-def reconstruction_log_rho(receiver: Receiver, one_hot: jax.Array, objects: jax.Array) -> jax.Array:
-    """log rho(x|m) `[n]`, read where each message ends (as the trainer reads it)."""
-    log_p = receiver.reconstruct(one_hot)  # [n, T, K, V]
-    per_attribute = jnp.take_along_axis(log_p, objects[:, None, :, None], axis=-1)[..., 0]  # [n, T, K]
-    return jnp.sum(eos_weights(one_hot[..., 0]) * per_attribute.sum(-1), axis=1)
-
-
 def priority_sample(key: jax.Array, log_w: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
     """Priority sampling of `k` columns per row of weights `log_w: [rows, m]` (Duffield, Lund & Thorup 2007).
 
@@ -266,37 +148,21 @@ def priority_sample(key: jax.Array, log_w: jax.Array, k: int) -> tuple[jax.Array
     return index[:, :k], jnp.where(kept > -jnp.inf, jnp.maximum(kept, top[:, k:]) - kept, -jnp.inf)
 
 
-def alive_positions(messages: jax.Array) -> jax.Array:
-    """`[n, T]` True up to and including each message's first EOS (the positions pi(m|x) counts)."""
-    return jnp.arange(messages.shape[1]) < games.message_length(messages)[:, None]
-
-
 def teacher_force(sender: Sender, carry, previous: jax.Array, symbols: jax.Array, alive: jax.Array):
     """Continue the decoder from `carry`, `previous [B]` the symbol it consumed last (vocab_size: start).
 
     Returns `(sum of log pi(symbol_t|...) over the alive positions [B], carry)` for `symbols, alive: [B, s]`.
     """
-    table = input_table(sender)
+    table = sender.input_table()
 
     def body(state, xs):
         carry, previous = state
         symbol, live = xs
-        carry = sender.cell.step(carry, table[previous])
-        log_p = jax.nn.log_softmax(sender.head(sender.cell.hidden(carry)))
+        carry, log_p = sender.step(carry, table[previous])
         return (carry, symbol), jnp.where(live, jnp.take_along_axis(log_p, symbol[:, None], axis=1)[:, 0], 0.0)
 
     (carry, _), log_p = jax.lax.scan(body, (carry, previous), (symbols.T, alive.T))
     return log_p.sum(axis=0), carry
-
-
-def _in_row_blocks(fn, rows: int, *arrays):
-    """`fn(*arrays)` computed `rows` rows at a time (`lax.map`; the last block padded with row 0)."""
-    n = arrays[0].shape[0]
-    n_blocks = -(-n // min(rows, n))
-    rows = -(-n // n_blocks)  # balanced blocks pad fewer rows
-    padded = [jnp.concatenate([a, jnp.broadcast_to(a[:1], (n_blocks * rows - n, *a.shape[1:]))]) for a in arrays]
-    out = jax.lax.map(lambda args: fn(*args), [a.reshape(n_blocks, rows, *a.shape[1:]) for a in padded])
-    return jax.tree.map(lambda o: o.reshape(n_blocks * rows, *o.shape[2:])[:n], out)
 
 
 SCREEN = 4  # the estimate screens SCREEN * columns objects per message on a longer prefix before forcing `columns` to the end
@@ -330,24 +196,24 @@ def sampled_log_normaliser(sender: Sender, objects: jax.Array, messages: jax.Arr
     key_screen, key_keep = jax.random.split(key)
     log_w = message_log_probs(sender, objects, messages[:, :depth], max_pairs)  # log pi(m_i[:d]|x_j) >= log pi(m_i|x_j)
     index, log_scale = priority_sample(key_screen, jnp.where(jnp.eye(n, dtype=bool), -jnp.inf, log_w), screened)
-    alive = alive_positions(messages)
+    live = alive(messages)
 
-    def block(index, log_scale, messages, alive, keys):  # [rows, screened] ..., [rows, T], [rows]
+    def block(index, log_scale, messages, live, keys):  # [rows, screened] ..., [rows, T], [rows]
         rows = index.shape[0]
         pairs = partial(jnp.repeat, repeats=screened, axis=0)
-        carry = sender.cell.initial_carry(sender.encoder(jax.nn.one_hot(objects[index], sender.n_values).reshape(rows * screened, -1)))
+        carry = sender.start(objects[index].reshape(rows * screened, -1))
         start = jnp.full(rows * screened, sender.vocab_size)
-        head, carry = teacher_force(sender, carry, start, pairs(messages[:, :middle]), pairs(alive[:, :middle]))
+        head, carry = teacher_force(sender, carry, start, pairs(messages[:, :middle]), pairs(live[:, :middle]))
         log_w = log_scale + head.reshape(rows, screened)  # weights of y_ij = scale_ij pi(m_i|x_j): scale_ij pi(m_i[:middle]|x_j)
         if middle == max_len:
             return jax.nn.logsumexp(log_w, axis=1)
         keep, log_scale = priority_sample(keys[0], log_w, columns)  # [rows, columns]; the block draws with its first row's key
         carry = jax.tree.map(lambda h: h[(jnp.arange(rows)[:, None] * screened + keep).reshape(-1)], carry)
         tails = partial(jnp.repeat, repeats=columns, axis=0)
-        tail, _ = teacher_force(sender, carry, tails(messages[:, middle - 1]), tails(messages[:, middle:]), tails(alive[:, middle:]))
+        tail, _ = teacher_force(sender, carry, tails(messages[:, middle - 1]), tails(messages[:, middle:]), tails(live[:, middle:]))
         return jax.nn.logsumexp(jnp.take_along_axis(log_w, keep, axis=1) + log_scale + tail.reshape(rows, columns), axis=1)
 
-    others = _in_row_blocks(block, max(1, max_pairs // screened), index, log_scale, messages, alive, jax.random.split(key_keep, n))
+    others = in_row_blocks(block, max(1, max_pairs // screened), index, log_scale, messages, live, jax.random.split(key_keep, n))
     return jnp.logaddexp(log_own, others)
 
 
@@ -355,33 +221,36 @@ def decompose_agents(sender: Sender, receiver: Receiver, objects: jax.Array, key
                      max_pairs: int = MAX_PAIRS) -> Decomposition:
     """The decomposition of a sender/receiver pair over `objects: [n, K]` (uniform prior).
 
-    One message per object is sampled with `key` (as `Trainer.evaluate` samples), then all n^2
-    log pi(m_i|x_j) are teacher-forced in blocks. With `columns=k` (k < n - 1) the normaliser of
-    the ideal listener is estimated instead, forcing k objects per message to the end (see the
-    module docstring): for n = 4096 at max_len 10, k = 64 takes 7 s instead of 70 s on 2 CPU
-    cores, L_info a few thousandths of a nat low. Jit and vmap it over a population.
+    One message per object is sampled with `key` (as the trainer's evaluation samples with its
+    evaluation key), then all n^2 log pi(m_i|x_j) are teacher-forced in blocks. With `columns=k`
+    (k < n - 1) the normaliser of the ideal listener is estimated instead, forcing k objects per
+    message to the end (see the module docstring): for n = 4096 at max_len 10, k = 64 takes 7 s
+    instead of 70 s on 2 CPU cores, L_info a few thousandths of a nat low. Jit and vmap it.
     """
+    objects = jnp.asarray(objects, jnp.int32)
     message = sender.sample(objects, key)
-    log_rho = reconstruction_log_rho(receiver, message.one_hot, objects)
+    episodes = games.reconstruction_episodes(objects, message.symbols.shape[1])
+    log_rho = rollout(receiver, episodes, message, "reconstruction").log_rho
     if columns is None or columns >= objects.shape[0] - 1:
         return decompose(message_log_probs(sender, objects, message.symbols, max_pairs), log_rho)
     log_norm = sampled_log_normaliser(sender, objects, message.symbols, message.log_prob, jax.random.fold_in(key, 1), columns, max_pairs)
-    return _terms(message.log_prob - log_norm, log_rho)
+    return terms(message.log_prob - log_norm, log_rho)
 
 
-def decompose_population(trainer, state, objects, key: jax.Array, columns: int | None = None,
+def decompose_population(agents: Agents, senders, receivers, objects, key: jax.Array, columns: int | None = None,
                          max_pairs: int = MAX_PAIRS) -> Decomposition:
-    """`decompose_agents` for every seed of a trained population (`state` from `train_population`).
+    """`decompose_agents` for every run and every (sender, receiver) pair of trained populations.
 
-    `key`: one key for every seed, or one per seed `[seeds]`; `columns`: as in `decompose_agents`.
-    Leaves are `[seeds]`, or
-    `[seeds, n_listeners]` for a population-control run.
+    `senders: [runs, P, ...]`, `receivers: [runs, Q, ...]` (a checkpoint's, or a final TrainState's);
+    `key`: one key for every run, or one per run `[runs]`. Leaves are `[runs, P, Q]`, or `[runs]`
+    for runs of a lone pair.
     """
     objects = jnp.asarray(objects, jnp.int32)
 
-    def one(sender_params, receiver_params, key):
-        return decompose_agents(trainer.sender(sender_params), trainer.receiver(receiver_params), objects, key, columns, max_pairs)
+    def run(senders, receivers, key):
+        return members(lambda s: members(lambda r: decompose_agents(agents.sender(s), agents.receiver(r), objects, key,
+                                                                    columns, max_pairs), receivers), senders)
 
-    if trainer.config.train.control == "population":
-        one = jax.vmap(one, in_axes=(None, 0, None))
-    return jax.jit(jax.vmap(one, in_axes=(0, 0, 0 if key.ndim else None)))(state.sender, state.receiver, key)
+    out = jax.jit(jax.vmap(run, in_axes=(0, 0, 0 if key.ndim else None)))(senders, receivers, key)
+    lone = jax.tree.leaves(senders)[0].shape[1] == jax.tree.leaves(receivers)[0].shape[1] == 1
+    return jax.tree.map(lambda v: v[:, 0, 0], out) if lone else out

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from lab import plots, results
-from lab.config import ConfigError
-from lab.run import METRICS_FILE
+from lab.experiment import results
+from lab.experiment.config import ConfigError
+from lab.experiment.run import METRICS_FILE
+from lab.report import plots
+from lab.report.sweep import report as sweep_report
 
 
 def read_metrics(run_dir: Path) -> pd.DataFrame:
@@ -23,8 +25,6 @@ def read_metrics(run_dir: Path) -> pd.DataFrame:
 
 def report(run_dir: Path) -> Path:
     if (run_dir / "manifest.json").is_file():  # a sweep directory written by `lab sweep`
-        from lab.sweep_report import report as sweep_report
-
         return sweep_report(run_dir)
     table = read_metrics(run_dir)
     figures = run_dir / "figures"

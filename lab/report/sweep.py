@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lab import plots, results
-from lab.sweep import read_manifest, read_results
+from lab.experiment import results
+from lab.experiment.sweep import read_manifest, read_results
+from lab.report import plots
 
 METRICS = ("accuracy", "topsim", "loss")
 MAX_HUES = 8  # more cells than this: curves are coloured by the first swept key instead of by cell

@@ -31,35 +31,21 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import xlogy
 
-# -- message conventions ----------------------------------------------------------------------
+from games.messages import content_length, message_length, truncate_at_eos
+
+# -- message conventions (games.messages) ------------------------------------------------------
 
 
-def content_mask(messages: jax.Array) -> jax.Array:
-    """`[n, max_len]` bool: True at the symbols before the first EOS."""
-    return jnp.cumprod(jnp.asarray(messages) != 0, axis=-1).astype(bool)
-
-
-def normalize_messages(messages: jax.Array) -> jax.Array:
-    """`[n, max_len]`: the messages with everything after the first EOS set to 0."""
-    messages = jnp.asarray(messages)
-    return jnp.where(content_mask(messages), messages, 0)
-
-
-def content_lengths(messages: jax.Array) -> jax.Array:
-    """`[n]` int: number of symbols before the first EOS (the EOS itself excluded)."""
-    return content_mask(messages).sum(-1)
-
-
-def message_lengths(messages: jax.Array) -> jax.Array:
-    """`[n]` int: index of the first EOS plus one, or `max_len` when there is none."""
-    max_len = jnp.shape(messages)[-1]
-    return jnp.minimum(content_lengths(messages) + 1, max_len)
+def _weights(mask, n: int) -> jax.Array:
+    """`[n]` float weights of the rows a metric counts: all of them, or those where `mask` is True."""
+    return jnp.ones(n, jnp.float32) if mask is None else jnp.asarray(mask, jnp.float32)
 
 
 @jax.jit
-def mean_length_jax(messages: jax.Array) -> jax.Array:
-    """Scalar: mean of `message_lengths`."""
-    return message_lengths(messages).mean(dtype=jnp.float32)
+def mean_length_jax(messages: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+    """Scalar: mean message length (`games.messages.message_length`, the EOS counted)."""
+    w = _weights(mask, messages.shape[0])
+    return jnp.sum(w * message_length(messages)) / jnp.sum(w)
 
 
 def mean_length(messages) -> float:
@@ -80,7 +66,7 @@ def edit_distance_jax(a: jax.Array, b: jax.Array) -> jax.Array:
     """
     a, b = jnp.asarray(a), jnp.asarray(b)
     n_pairs, L = b.shape
-    len_a, len_b = content_lengths(a), content_lengths(b)
+    len_a, len_b = content_length(a), content_length(b)
     cols = jnp.arange(L + 1)
 
     def next_row(carry, x):
@@ -99,46 +85,71 @@ def edit_distance_jax(a: jax.Array, b: jax.Array) -> jax.Array:
 
 
 def average_ranks(x: jax.Array) -> jax.Array:
-    """`[P]` float: ranks from 0 with ties given their average rank (as scipy's rankdata)."""
+    """`[P]` float: ranks from 0 with ties given their average rank (as scipy's rankdata).
+
+    Entries at +inf rank after every finite one and leave the finite entries' ranks as if they
+    were absent: that is how masked pairs are dropped.
+    """
     x = jnp.asarray(x)
     s = jnp.sort(x)
     return (jnp.searchsorted(s, x, "left") + jnp.searchsorted(s, x, "right") - 1) / 2
 
 
-def pearson(x: jax.Array, y: jax.Array) -> jax.Array:
-    """Scalar: Pearson correlation, 0.0 when either vector is constant."""
-    xc, yc = x - x.mean(), y - y.mean()
+def pearson(x: jax.Array, y: jax.Array, w: jax.Array | None = None) -> jax.Array:
+    """Scalar: Pearson correlation over the entries with weight 1 in `w` (all by default); 0.0 when either is constant."""
+    w = jnp.ones_like(x) if w is None else w
+    n = jnp.maximum(jnp.sum(w), 1.0)
+    xc, yc = w * (x - jnp.sum(w * x) / n), w * (y - jnp.sum(w * y) / n)
     denom = jnp.sqrt(jnp.sum(xc * xc) * jnp.sum(yc * yc))
     return jnp.where(denom > 0, jnp.sum(xc * yc) / jnp.where(denom > 0, denom, 1.0), 0.0)
 
 
-def spearman(x: jax.Array, y: jax.Array) -> jax.Array:
-    """Scalar: Spearman correlation with average ranks for ties (= scipy.stats.spearmanr)."""
-    # Average ranks always have mean (P-1)/2, so centring by it is exact in float32 (ranks are
+def spearman(x: jax.Array, y: jax.Array, valid: jax.Array | None = None) -> jax.Array:
+    """Scalar: Spearman correlation with average ranks for ties (= scipy.stats.spearmanr), over the `valid` entries."""
+    # Average ranks of P entries have mean (P-1)/2, so centring by it is exact in float32 (ranks are
     # half-integers): a constant vector gives exact zeros and the correlation exactly 0.0.
-    mid = (jnp.shape(x)[0] - 1) / 2
-    return pearson(average_ranks(x).astype(jnp.float32) - mid, average_ranks(y).astype(jnp.float32) - mid)
+    if valid is None:
+        mid = (jnp.shape(x)[0] - 1) / 2
+        return pearson(average_ranks(x).astype(jnp.float32) - mid, average_ranks(y).astype(jnp.float32) - mid)
+    w = valid.astype(jnp.float32)
+    mid = (jnp.sum(w) - 1) / 2
+    rank = lambda v: jnp.where(valid, average_ranks(jnp.where(valid, v.astype(jnp.float32), jnp.inf)), mid)  # noqa: E731
+    return pearson(rank(x) - mid, rank(y) - mid, w)
 
 
-@jax.jit
-def topsim_jax(objects: jax.Array, messages: jax.Array) -> jax.Array:
+def egg_messages(messages: jax.Array) -> jax.Array:
+    """The messages as EGG's topsim reads them: EOS and the padding after it count as symbols (a fresh symbol -1)."""
+    return jnp.where(truncate_at_eos(messages) == 0, -1, messages)
+
+
+@partial(jax.jit, static_argnames="padding")
+def topsim_jax(objects: jax.Array, messages: jax.Array, mask: jax.Array | None = None, padding: str = "content") -> jax.Array:
     """Scalar: topographic similarity of `objects [n, K]` and `messages [n, max_len]`.
 
-    Over all pairs i < j: Spearman(Hamming(objects), Levenshtein(message contents)).
-    Memory is O(n^2 * max_len).
+    Over all pairs i < j (both in `mask`): Spearman(Hamming(objects), Levenshtein(messages)).
+    `padding="content"` (the lab's): the edit distance of the message contents, what precedes the
+    first EOS. `padding="egg"`: of the whole padded rows, the EOS and what follows counting as
+    symbols, as EGG's `TopographicSimilarity` computes it; on trained speakers the two differ by a
+    few hundredths (up to 0.04 on the default game). Memory is O(n^2 * max_len).
     """
     n = objects.shape[0]
     if n < 2:  # no pairs
         return jnp.float32(0.0)
     i, j = np.triu_indices(n, k=1)
-    messages = normalize_messages(messages)
+    messages = truncate_at_eos(messages) if padding == "content" else egg_messages(messages)
     object_distance = jnp.sum(objects[i] != objects[j], axis=-1)
     message_distance = edit_distance_jax(messages[i], messages[j])
-    return spearman(object_distance, message_distance)
+    valid = None if mask is None else mask[i] & mask[j]
+    return spearman(object_distance, message_distance, valid)
 
 
-def topsim(objects, messages) -> float:
-    return float(topsim_jax(jnp.asarray(objects), jnp.asarray(messages)))
+TOPSIM_PADDING = ("content", "egg")
+
+
+def topsim(objects, messages, padding: str = "content") -> float:
+    if padding not in TOPSIM_PADDING:
+        raise ValueError(f"padding={padding!r}: allowed values are {', '.join(TOPSIM_PADDING)}")
+    return float(topsim_jax(jnp.asarray(objects), jnp.asarray(messages), padding=padding))
 
 
 # -- disentanglement --------------------------------------------------------------------------
@@ -149,18 +160,20 @@ def entropy(p: jax.Array, axis) -> jax.Array:
     return -jnp.sum(xlogy(p, p), axis=axis)
 
 
-def information_gap(features: jax.Array, n_classes: int, objects: jax.Array, n_values: int) -> jax.Array:
+def information_gap(features: jax.Array, n_classes: int, objects: jax.Array, n_values: int,
+                    mask: jax.Array | None = None) -> jax.Array:
     """Scalar: mean over features f with H(f) > 0 of (I(f; a_best) - I(f; a_second)) / H(f).
 
     `features [n, F]` with values in `0..n_classes-1`, `objects [n, K]` with values in
-    `0..n_values-1`. Probabilities are empirical frequencies; the joint histogram of every
-    (feature, attribute) pair comes from one einsum of one-hot codes.
+    `0..n_values-1`. Probabilities are empirical frequencies (over the rows in `mask`); the joint
+    histogram of every (feature, attribute) pair comes from one einsum of one-hot codes.
     """
-    n = features.shape[0]
-    f = jax.nn.one_hot(features, n_classes)  # [n, F, C]
+    w = _weights(mask, features.shape[0])
+    f = jax.nn.one_hot(features, n_classes) * w[:, None, None]  # [n, F, C]
     a = jax.nn.one_hot(objects, n_values)  # [n, K, V]
-    p_f, p_a = f.mean(0), a.mean(0)  # [F, C], [K, V]
-    p_joint = jnp.einsum("nfc,nkv->fkcv", f, a) / n  # [F, K, C, V]
+    total = jnp.sum(w)
+    p_f, p_a = f.sum(0) / total, jnp.einsum("n,nkv->kv", w, a) / total  # [F, C], [K, V]
+    p_joint = jnp.einsum("nfc,nkv->fkcv", f, a) / total  # [F, K, C, V]
     h_f = entropy(p_f, -1)  # [F]
     mi = h_f[:, None] + entropy(p_a, -1)[None, :] - entropy(p_joint, (-2, -1))  # [F, K]
     mi = -jnp.sort(-mi, axis=-1)  # descending
@@ -171,28 +184,35 @@ def information_gap(features: jax.Array, n_classes: int, objects: jax.Array, n_v
 
 
 @partial(jax.jit, static_argnames=("n_values", "vocab_size"))
-def posdis_jax(objects: jax.Array, messages: jax.Array, n_values: int, vocab_size: int) -> jax.Array:
+def posdis_jax(objects: jax.Array, messages: jax.Array, n_values: int, vocab_size: int, mask: jax.Array | None = None) -> jax.Array:
     """Scalar: positional disentanglement; the features are the symbols at each position."""
-    return information_gap(normalize_messages(messages), vocab_size, objects, n_values)
+    return information_gap(truncate_at_eos(messages), vocab_size, objects, n_values, mask)
 
 
 def symbol_counts(messages: jax.Array, vocab_size: int) -> jax.Array:
     """`[n, vocab_size-1]` int: how often each non-EOS symbol 1..vocab_size-1 occurs in the content."""
-    counts = jax.nn.one_hot(normalize_messages(messages), vocab_size, dtype=jnp.int32).sum(-2)
+    counts = jax.nn.one_hot(truncate_at_eos(messages), vocab_size, dtype=jnp.int32).sum(-2)
     return counts[:, 1:]
 
 
 @partial(jax.jit, static_argnames=("n_values", "vocab_size"))
-def bosdis_jax(objects: jax.Array, messages: jax.Array, n_values: int, vocab_size: int) -> jax.Array:
+def bosdis_jax(objects: jax.Array, messages: jax.Array, n_values: int, vocab_size: int, mask: jax.Array | None = None) -> jax.Array:
     """Scalar: bag-of-symbols disentanglement; the features are the per-symbol counts."""
     max_count = messages.shape[-1]
-    return information_gap(symbol_counts(messages, vocab_size), max_count + 1, objects, n_values)
+    return information_gap(symbol_counts(messages, vocab_size), max_count + 1, objects, n_values, mask)
 
 
 def _static_sizes(objects, messages, vocab_size, n_values) -> tuple[int, int]:
-    """Value and vocabulary sizes, inferred as max + 1 where not given."""
-    n_values = int(np.max(objects)) + 1 if n_values is None else int(n_values)
-    vocab_size = int(np.max(messages)) + 1 if vocab_size is None else int(vocab_size)
+    """Value and vocabulary sizes, inferred as max + 1 where not given; a size too small for the data is refused."""
+    largest_value, largest_symbol = int(np.max(objects)), int(np.max(messages))
+    n_values = largest_value + 1 if n_values is None else int(n_values)
+    vocab_size = largest_symbol + 1 if vocab_size is None else int(vocab_size)
+    if n_values <= largest_value:
+        raise ValueError(f"n_values={n_values} is too small: the objects hold value {largest_value}; "
+                         f"give n_values >= {largest_value + 1} (or leave it out to infer it)")
+    if vocab_size <= largest_symbol:
+        raise ValueError(f"vocab_size={vocab_size} is too small: the messages hold symbol {largest_symbol}; "
+                         f"give vocab_size >= {largest_symbol + 1} (EOS included, or leave it out to infer it)")
     return n_values, vocab_size
 
 
@@ -226,20 +246,21 @@ def accuracy(targets, predictions) -> dict:
 
 
 @jax.jit
-def message_entropy_jax(messages: jax.Array) -> jax.Array:
-    """Scalar: entropy (nats) of the empirical distribution of distinct normalised messages.
+def message_entropy_jax(messages: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+    """Scalar: entropy (nats) of the empirical distribution of distinct messages (of the rows in `mask`).
 
     Sorting the messages lexicographically puts equal ones next to each other; the run
     lengths are the counts. O(n log n), so it also fits whole evaluation splits.
     """
-    messages = normalize_messages(messages)
+    messages = truncate_at_eos(messages)
     n = messages.shape[0]
+    w = _weights(mask, n)
     order = jnp.lexsort(messages.T[::-1])  # lexsort's primary key is the last one
     ordered = messages[order]
     starts_run = jnp.concatenate([jnp.array([True]), jnp.any(ordered[1:] != ordered[:-1], axis=-1)])
     run = jnp.cumsum(starts_run) - 1
-    counts = jax.ops.segment_sum(jnp.ones(n, jnp.float32), run, num_segments=n)
-    return entropy(counts / n, -1)
+    counts = jax.ops.segment_sum(w[order], run, num_segments=n)
+    return entropy(counts / jnp.sum(w), -1)
 
 
 def message_entropy(messages) -> float:
@@ -247,9 +268,10 @@ def message_entropy(messages) -> float:
 
 
 @partial(jax.jit, static_argnames="vocab_size")
-def vocab_use_jax(messages: jax.Array, vocab_size: int) -> jax.Array:
-    """Scalar int: number of distinct non-EOS symbols occurring in message contents."""
-    return jnp.sum(symbol_counts(messages, vocab_size).sum(0) > 0)
+def vocab_use_jax(messages: jax.Array, vocab_size: int, mask: jax.Array | None = None) -> jax.Array:
+    """Scalar int: number of distinct non-EOS symbols occurring in message contents (of the rows in `mask`)."""
+    counts = symbol_counts(messages, vocab_size) * _weights(mask, messages.shape[0]).astype(jnp.int32)[:, None]
+    return jnp.sum(counts.sum(0) > 0)
 
 
 def vocab_use(messages, vocab_size: int) -> int:

@@ -21,10 +21,11 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from lab import plots, results
-from lab.config import Config, ConfigError, load, to_dict
-from lab.run import check_out_dir, staged
-from lab.run import train as train_run
+from lab.experiment import results
+from lab.experiment.config import Config, ConfigError, load, to_dict
+from lab.experiment.io import staged
+from lab.experiment.run import check_out_dir, train
+from lab.report import plots
 
 # A compositional split of K=4 attributes x V=4 values (205 train, 51 test objects).
 WORLD = ["game.kind=reconstruction", "game.n_attributes=4", "game.n_values=4", "game.split=compositional"]
@@ -33,8 +34,8 @@ SMALL = WORLD + ["agents.hidden_size=64", "agents.embedding_size=16", "train.bat
 FULL = WORLD + ["train.steps=4000", "train.eval_every=200", "train.seeds=5"]
 CONDITIONS = {
     "baseline": ["train.control=none"],
-    "reset": ["train.control=reset", "train.reset_every=200", "train.listener_max_steps=200"],
-    "population": ["train.control=population", "train.n_listeners=4"],
+    "reset": ["train.control=reset", "interventions.reset_every=200", "interventions.listener_max_steps=200"],
+    "population": ["population.n_receivers=4"],
     "ideal": ["train.control=ideal", "train.ideal_size=32"],
 }
 TERMS = ("loss", "l_info", "l_adapt")
@@ -150,7 +151,7 @@ def coadaptation(out: str | Path, small: bool = False, overwrite: bool = False, 
     for name, config in configs.items():
         if progress:
             print(f"[{name}] {config.train.seeds} seeds x {config.train.steps} steps", flush=True)
-        _, _, table = train_run(config, progress)
+        _, _, table = train(config, progress)
         frames.append(table.assign(condition=name))
     seconds = time.perf_counter() - start
     table = pd.concat(frames, ignore_index=True)[["condition", *results.COLUMNS]]

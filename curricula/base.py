@@ -1,0 +1,56 @@
+"""The sampler slot of the trainer: which train objects a step draws (and, where a game has them, how hard).
+
+A sampler is a named tuple of pure functions over its own state pytree, in the manner of optax's
+`GradientTransformation`; the trainer carries the state in its scan:
+
+    state = sampler.init(key)
+    env = sampler.env(state, base, step, hp)        # games.EnvParams this step draws from
+    ... the step plays games on targets drawn from env.probs and computes per-example Stats ...
+    state = sampler.update(state, stats, hp)
+
+`base` is the world's train set with its input distribution; `hp` is the sampler's continuous
+hyperparameters (the `curriculum` config section's continuous fields, arrays under vmap);
+`step` is the number of optimizer steps taken so far. `identity()` is the default: the world's
+distribution, unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+import games
+
+
+class Stats(NamedTuple):
+    """What one training step saw, per example `[N]` (the pairs of a population flattened)."""
+
+    ids: jax.Array  # [N] int, index of the target among the train objects
+    groups: jax.Array  # [N] int, the target's group (0 when the world has no groups)
+    loss: jax.Array  # [N] -log rho(x|m), no gradient
+    correct: jax.Array  # [N] bool
+    weights: jax.Array  # [N] the objective's per-example weights (mean 1)
+    step: jax.Array  # [] int, the step these examples were played at
+
+
+def _no_summary(state, hp) -> dict:
+    return {}
+
+
+class Sampler(NamedTuple):
+    init: Callable[[jax.Array], Any]
+    env: Callable[[Any, games.EnvParams, jax.Array, dict], games.EnvParams]
+    update: Callable[[Any, Stats, dict], Any]
+    summary: Callable[[Any, dict], dict[str, jax.Array]] = _no_summary  # scalars logged with the training statistics
+
+
+def identity() -> Sampler:
+    """No curriculum: targets drawn from the world's train distribution, unchanged."""
+    return Sampler(init=lambda key: (), env=lambda state, base, step, hp: base, update=lambda state, stats, hp: state)
+
+
+def distribution_entropy(probs: jax.Array) -> jax.Array:
+    """Entropy (nats) of a sampling distribution `[n]`: a summary every sampler can log."""
+    return -jnp.sum(jnp.where(probs > 0, probs * jnp.log(jnp.where(probs > 0, probs, 1.0)), 0.0))

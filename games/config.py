@@ -1,0 +1,49 @@
+"""The `game` config section: the world (objects, split, input distribution) and the game played in it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from games.fields import ConfigError, doc
+from games.objects import n_possible
+from games.splits import n_test_objects
+
+
+@dataclass(frozen=True)
+class GameConfig:
+    kind: str = doc("game: reconstruction (listener rebuilds the object) or discrimination (listener picks it among candidates)",
+                    "reconstruction", choices=("reconstruction", "discrimination"))
+    n_attributes: int = doc("K, attributes per object", 4, low=1)
+    n_values: int = doc("V, values per attribute", 4, low=1)
+    n_objects: int = doc("objects in the world: 0 for all V^K, else that many distinct sampled ones", 0, low=0)
+    split: str = doc("train/test split: compositional (test = unseen combinations), iid, or none", "compositional",
+                     choices=("compositional", "iid", "none"))
+    test_fraction: float = doc("fraction of the objects held out for test", 0.2, low=0.0, high=1.0, low_open=True, high_open=True)
+    distribution: str = doc("input distribution over train objects: uniform or zipf", "uniform", choices=("uniform", "zipf"))
+    zipf_exponent: float = doc("exponent a of the Zipf distribution p(rank r) ∝ r^-a", 1.0, low=0.0)
+    n_distractors: int = doc("discrimination: distractors shown beside the target", 4, low=1)
+    hard_negatives: bool = doc("discrimination: favour distractors that share attributes with the target", False)
+    seed: int = doc("seed of the world: object sample, split, distribution", 0, low=0)
+
+    @property
+    def n_total(self) -> int:
+        """Objects in the world."""
+        return self.n_objects or n_possible(self.n_attributes, self.n_values)
+
+    @property
+    def n_train(self) -> int:
+        return self.n_total - (n_test_objects(self.n_total, self.test_fraction) if self.split != "none" else 0)
+
+    def validate(self, config=None) -> None:
+        """Checks across the fields of this section (single fields are checked as they are read)."""
+        possible = n_possible(self.n_attributes, self.n_values)
+        if self.n_objects > possible:
+            raise ConfigError(f"game.n_objects={self.n_objects}: more than the {possible} distinct objects V^K "
+                              f"(n_values={self.n_values}, n_attributes={self.n_attributes}); allowed 0..{possible}")
+        if self.split != "none" and n_test_objects(self.n_total, self.test_fraction) < 1:
+            raise ConfigError(f"game.test_fraction={self.test_fraction}: holds out no object of {self.n_total}; raise it")
+        if self.split == "compositional" and self.n_attributes < 2:
+            raise ConfigError(f"game.split='compositional' needs game.n_attributes >= 2, got {self.n_attributes}; use split=iid")
+        if self.kind == "discrimination" and self.n_distractors + 1 > self.n_train:
+            raise ConfigError(f"game.n_distractors={self.n_distractors}: needs at least {self.n_distractors + 1} train objects, "
+                              f"the split leaves {self.n_train}")

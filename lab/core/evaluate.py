@@ -1,0 +1,134 @@
+"""Evaluation inside the training scan: every object of each split once, for every (sender, receiver) pair.
+
+Per split: accuracy (whole object, greedy messages), attribute accuracy, loss (-mean log rho on
+messages sampled with a fixed key), and the speaker's language: topsim, posdis, bosdis, message
+length and entropy, symbols used; in the reconstruction game the loss splits into l_info +
+l_adapt (lab.core.ideal) and, when the world has groups, per-group and worst-group accuracy and
+loss. topsim and the decomposition cost n^2 (pairs of objects, of messages), so a split larger
+than `eval_size` is measured on a fixed uniform subset of eval_size objects.
+
+The splits are padded to one size and evaluated by one compiled function (`lax.map` over the
+splits, masks for the padding): one program to compile, not one per split.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import games
+from lab.core import ideal, metrics
+from lab.core.agents import Agents
+from lab.core.rollout import rollout
+
+
+class EvalSet(NamedTuple):
+    """One split, padded; leaves get a leading split axis when stacked."""
+
+    episodes: games.EnvState  # [n, ...] every object of the split as a target once, candidates from the same split
+    mask: jax.Array  # [n] bool, a real object (not padding)
+    subset: jax.Array  # [m] int, positions of the objects topsim and the decomposition see
+    subset_mask: jax.Array  # [m] bool
+    groups: jax.Array  # [n] int
+
+
+def _pad(array: np.ndarray, size: int) -> np.ndarray:
+    return np.concatenate([array, np.repeat(array[:1], size - len(array), axis=0)]) if size > len(array) else array
+
+
+def eval_sets(game: games.LewisGame, objects: dict[str, np.ndarray], groups: dict[str, np.ndarray], eval_size: int,
+              max_len: int) -> EvalSet:
+    """The splits' evaluation data stacked `[n_splits, ...]`, in the order of `objects`.
+
+    Candidates and subsets are fixed by the split's position (its seed), so evaluations compare over time.
+    """
+    n = max(len(o) for o in objects.values())
+    m = max(min(len(o), eval_size) for o in objects.values())
+    sets = []
+    for seed, (split, objs) in enumerate(objects.items()):  # the same episodes as Spec.split_episodes
+        episodes = jax.device_get(game.episodes(jax.random.key(seed), game.default_params(objs), jnp.arange(len(objs))))
+        subset = np.sort(np.random.default_rng(seed).permutation(len(objs))[:eval_size])
+        sets.append(EvalSet(
+            episodes=jax.tree.map(lambda leaf: _pad(np.asarray(leaf), n), episodes),
+            mask=np.arange(n) < len(objs),
+            subset=_pad(subset, m),
+            subset_mask=np.arange(m) < len(subset),
+            groups=_pad(np.asarray(groups[split], np.int32), n),
+        ))
+    return jax.tree.map(lambda *leaves: jnp.asarray(np.stack(leaves)), *sets)
+
+
+def _mean(values: jax.Array, mask: jax.Array) -> jax.Array:
+    w = mask.astype(jnp.float32)
+    return jnp.sum(w * values) / jnp.sum(w)
+
+
+def members(fn, stacked):
+    """`fn` on every member of a stacked pytree `[n, ...]` (vmap; a plain call for a population of one)."""
+    n = jax.tree.leaves(stacked)[0].shape[0]
+    if n == 1:
+        return jax.tree.map(lambda leaf: leaf[None], fn(jax.tree.map(lambda leaf: leaf[0], stacked)))
+    return jax.vmap(fn)(stacked)
+
+
+def evaluate_split(agents: Agents, kind: str, n_values: int, n_groups: int, es: EvalSet, senders, receivers,
+                   key: jax.Array) -> tuple[dict, dict]:
+    """(sender metrics `[P]`, pair metrics `[P, Q]`) on one split."""
+    vocab_size = agents.config.vocab_size
+    episodes, mask = es.episodes, es.mask
+    targets = episodes.target
+    sub_mask = es.subset_mask
+
+    def per_sender(sender_params):
+        sender = agents.sender(sender_params)
+        greedy, sampled = sender.greedy(targets), sender.sample(targets, key)
+        symbols = greedy.symbols
+        speaker = dict(
+            topsim=metrics.topsim_jax(targets[es.subset], symbols[es.subset], sub_mask),
+            posdis=metrics.posdis_jax(targets, symbols, n_values, vocab_size, mask),
+            bosdis=metrics.bosdis_jax(targets, symbols, n_values, vocab_size, mask),
+            message_length=metrics.mean_length_jax(symbols, mask),
+            message_entropy=metrics.message_entropy_jax(symbols, mask),
+            vocab_use=metrics.vocab_use_jax(symbols, vocab_size, mask).astype(jnp.float32),
+        )
+        log_pihat = None
+        if kind == "reconstruction":
+            log_pi = ideal.message_log_probs(sender, targets[es.subset], sampled.symbols[es.subset])
+            log_pihat = ideal.log_pihat(log_pi, sub_mask)
+            speaker["l_info"] = -_mean(log_pihat, sub_mask)
+
+        def per_receiver(receiver_params):
+            receiver = agents.receiver(receiver_params)
+            g, s = rollout(receiver, episodes, greedy, kind), rollout(receiver, episodes, sampled, kind)
+            pair = dict(accuracy=_mean(g.correct, mask), loss=-_mean(s.log_rho, mask))
+            if kind == "reconstruction":
+                pair["attribute_accuracy"] = _mean(jnp.mean(g.attribute_correct, -1), mask)
+                pair["l_adapt"] = _mean(log_pihat - s.log_rho[es.subset], sub_mask)
+            if n_groups > 1:
+                in_group = (es.groups[None, :] == jnp.arange(n_groups)[:, None]) & mask[None, :]  # [G, n]
+                accuracy = jax.vmap(_mean, (None, 0))(g.correct, in_group)
+                loss = jax.vmap(_mean, (None, 0))(-s.log_rho, in_group)
+                present = jnp.any(in_group, axis=1)
+                pair["worst_group_accuracy"] = jnp.min(jnp.where(present, accuracy, jnp.inf))
+                pair["worst_group_loss"] = jnp.max(jnp.where(present, loss, -jnp.inf))
+                for group in range(n_groups):
+                    pair[f"group_{group}_accuracy"] = accuracy[group]
+                    pair[f"group_{group}_loss"] = loss[group]
+            return pair
+
+        return speaker, members(per_receiver, receivers)
+
+    return members(per_sender, senders)
+
+
+def evaluate(agents: Agents, kind: str, n_values: int, n_groups: int, sets: EvalSet, split_names: tuple[str, ...],
+             senders, receivers, key: jax.Array) -> dict[str, dict[str, jax.Array]]:
+    """`{split: {metric: [P] or [P, Q]}}`, every split by one compiled `evaluate_split`."""
+    # a barrier, or XLA constant-folds the sorts of topsim over the fixed objects at compile time
+    sets = jax.lax.optimization_barrier(sets)
+    speaker, pair = jax.lax.map(lambda es: evaluate_split(agents, kind, n_values, n_groups, es, senders, receivers, key), sets)
+    return {split: {**{k: v[i] for k, v in speaker.items()}, **{k: v[i] for k, v in pair.items()}}
+            for i, split in enumerate(split_names)}

@@ -1,0 +1,42 @@
+"""One batch of games: the receiver reads the sender's message where it ends and guesses.
+
+`rollout` returns per-example arrays `[B]`, what the losses, the components (samplers,
+objectives) and the metrics read.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+import games
+from lab.core.agents import Message, Receiver
+
+
+class Rollout(NamedTuple):
+    message: Message
+    log_rho: jax.Array  # [B] log rho(x|m), read where the message ends
+    correct: jax.Array  # [B] bool, the receiver's best guess is the target
+    attribute_correct: jax.Array  # [B, K] bool (reconstruction) or [B, 1] (discrimination: = correct)
+
+
+def guess_log_probs(receiver: Receiver, one_hot: jax.Array, episodes: games.EnvState, kind: str) -> jax.Array:
+    """The receiver's reading at the end: `[B, K, V]` (reconstruction) or `[B, C]` over the candidates."""
+    if kind == "reconstruction":
+        return receiver.read_at_end(one_hot)
+    return receiver.read_at_end(one_hot, episodes.candidates, episodes.shown)
+
+
+def rollout(receiver: Receiver, episodes: games.EnvState, message: Message, kind: str) -> Rollout:
+    """The receiver plays `episodes` (a batch, leading axis B) on `message`."""
+    log_p = guess_log_probs(receiver, message.one_hot, episodes, kind)
+    if kind == "reconstruction":
+        targets = episodes.target  # [B, K]
+        log_rho = jnp.take_along_axis(log_p, targets[..., None], axis=-1)[..., 0].sum(-1)
+        attribute_correct = jnp.argmax(log_p, -1) == targets
+        return Rollout(message, log_rho, jnp.all(attribute_correct, -1), attribute_correct)
+    log_rho = jnp.take_along_axis(log_p, episodes.target_index[:, None], axis=-1)[:, 0]
+    correct = jnp.argmax(log_p, -1) == episodes.target_index
+    return Rollout(message, log_rho, correct, correct[:, None])

@@ -1,0 +1,319 @@
+"""The trainer: `Trainer(config, components)`, whose `train(key, hparams) -> (final_state, history)` is pure.
+
+The whole run is one function: `lax.scan` over evaluation blocks, each an evaluation of every
+split followed by `eval_every` optimizer steps; `jax.jit(jax.vmap(trainer.train))(keys, hparams)`
+trains a population of runs, which differ in their continuous hyperparameters (lab.core.hparams).
+The runner (lab.experiment.execute) calls `block` from the host instead, for progress and resume.
+
+One optimizer step (`train_step`), from the slots of lab.core.components:
+
+    interventions             may change the state first (listener reset and refit, EMA, ...)
+    pairs   = pairing rule    every sender plays one receiver (lab.core.population)
+    env     = sampler.env     the distribution targets are drawn from (curricula)
+    ids ~ env.probs, per pair; episodes with their candidates
+    loss    = sum over pairs of estimator.loss(rollout, w), w = objective.weights(-log rho)
+    grads; Adam on the agents that played
+    sampler, objective, estimator updated from the per-example Stats
+
+Every slot at its identity default is plain self-play with REINFORCE or Gumbel-softmax. Nothing
+subclasses the trainer: a new sampler, objective, estimator or intervention is a value passed in
+`Components` (lab.experiment.build makes them from the config).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx, struct
+
+import games
+from curricula.base import Stats
+from games.fields import ConfigError, doc
+from lab.core import population as pop
+from lab.core.spec import Spec
+from lab.core.components import Components
+from lab.core.estimators import Context
+from lab.core.evaluate import eval_sets, evaluate
+from lab.core.hparams import Hparams
+from lab.core.optim import adam_init, adam_statistics, adam_step, learning_rates
+from lab.core.rollout import rollout
+
+SPLIT_NAMES = ("train", "test")
+CONTROLS = ("none", "reset", "ideal")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    mode: str = doc("how the sender learns: reinforce (log-likelihood reward) or gumbel (straight-through Gumbel-softmax)",
+                    "reinforce", choices=("reinforce", "gumbel"))
+    steps: int = doc("optimizer steps", 1500, low=1)
+    batch_size: int = doc("games per step (per pair of a population)", 512, low=1)
+    seeds: int = doc("runs trained together as one vmapped call, seeds seed, seed+1, ...", 8, low=1)
+    seed: int = doc("first seed", 0, low=0)
+    lr: float = doc("Adam learning rate of sender and receiver", 3e-3, low=0.0, low_open=True, continuous=True)
+    sender_lr: float = doc("sender learning rate; 0 means use lr", 0.0, low=0.0, continuous=True)
+    receiver_lr: float = doc("receiver learning rate; 0 means use lr", 0.0, low=0.0, continuous=True)
+    beta1: float = doc("Adam beta1 (first-moment decay)", 0.9, low=0.0, high=1.0, high_open=True, continuous=True)
+    beta2: float = doc("Adam beta2 (second-moment decay)", 0.999, low=0.0, high=1.0, high_open=True, continuous=True)
+    eps: float = doc("Adam epsilon", 1e-8, low=0.0, low_open=True, continuous=True)
+    entropy_coeff: float = doc("reinforce: weight of the sender's entropy bonus", 0.01, low=0.0, continuous=True)
+    baseline_decay: float = doc("reinforce: decay of the running-mean reward baseline", 0.99, low=0.0, high=1.0, high_open=True)
+    length_cost: float = doc("cost per message symbol (EOS included) in the sender's reward (EGG's length_cost)", 0.0,
+                             low=0.0, continuous=True)
+    temperature: float = doc("gumbel: Gumbel-softmax temperature at step 0", 1.0, low=0.0, low_open=True, continuous=True)
+    temperature_decay: float = doc("gumbel: temperature multiplied by this every step (EGG's TemperatureUpdater)", 1.0,
+                                   low=0.0, high=1.0, low_open=True, continuous=True)
+    temperature_min: float = doc("gumbel: floor of the decayed temperature", 0.1, low=0.0, low_open=True, continuous=True)
+    eval_every: int = doc("steps between evaluations (metrics on train and test)", 100, low=1)
+    eval_size: int = doc("at most this many objects per split for topsim and the loss decomposition (pairs grow as n^2)", 256, low=2)
+    stop_accuracy: float = doc("early stopping: a run freezes at the first evaluation whose train accuracy is >= this "
+                               "(0: never)", 0.0, low=0.0, high=1.0)
+    control: str = doc("co-adaptation control: none; reset (receivers reset and refitted every interventions.reset_every "
+                       "steps); ideal (sender rewarded by its ideal listener); a population of receivers is "
+                       "population.n_receivers", "none", choices=CONTROLS)
+    ideal_size: int = doc("ideal control: train objects that normalise the ideal listener, drawn anew each step; "
+                          "0 or >= the train split means all of them (exact)", 64, low=0)
+
+    @property
+    def n_evals(self) -> int:
+        return self.steps // self.eval_every
+
+    def validate(self, config) -> None:
+        if self.steps % self.eval_every:
+            raise ConfigError(f"train.steps={self.steps}: must be a multiple of train.eval_every={self.eval_every}")
+        if self.control == "ideal" and (self.mode != "reinforce" or config.game.kind != "reconstruction"):
+            raise ConfigError(f"train.control='ideal' needs train.mode='reinforce' and game.kind='reconstruction' (the ideal "
+                              f"listener is a posterior over objects, a REINFORCE reward); got mode={self.mode!r}, "
+                              f"kind={config.game.kind!r}")
+
+
+@struct.dataclass
+class TrainState:
+    senders: nnx.State  # [P, ...]
+    receivers: nnx.State  # [Q, ...]
+    sender_opt: optax.OptState  # [P, ...]
+    receiver_opt: optax.OptState  # [Q, ...]
+    estimator: Any
+    sampler: Any
+    objective: Any
+    interventions: tuple
+    step: jax.Array  # [] optimizer steps taken
+    stopped: jax.Array  # [] bool, early-stopped: frozen from then on
+    stop_step: jax.Array  # [] int, the step it stopped at (-1: never)
+
+
+class Trainer:
+    """Everything static about a run (world, game, agents, components) and its pure functions.
+
+    `init`, `train_step`, `evaluate`, `block` and `train` are pure in (state, key, hparams); jit
+    and vmap them. `groups [n_objects]` assigns each object of the world a group (default: one).
+    """
+
+    def __init__(self, config, components: Components, groups: np.ndarray | None = None, spec: Spec | None = None):
+        self.config, self.components = config, components
+        a, t = config.agents, config.train
+        self.population = config.population
+        self.spec = spec or Spec(config)
+        self.world, self.game, self.agents, self.train_env = self.spec.world, self.spec.game, self.spec.agents, self.spec.train_env
+        groups = np.zeros(len(self.world.objects), np.int32) if groups is None else np.asarray(groups, np.int32)
+        self.groups, self.n_groups = groups, int(groups.max()) + 1
+        self.train_groups = jnp.asarray(groups[self.world.train])
+        self.split_objects = {"train": self.world.train_objects, "test": self.world.test_objects}
+        self.eval_sets = eval_sets(self.game, self.split_objects, {"train": groups[self.world.train],
+                                                                   "test": groups[self.world.test]}, t.eval_size, a.max_len)
+        self.n_evals = t.n_evals
+
+    @property
+    def eval_steps(self) -> np.ndarray:
+        return np.arange(self.n_evals + 1) * self.config.train.eval_every
+
+    # -- state ------------------------------------------------------------------------------------
+    def init(self, key: jax.Array, hparams: Hparams) -> TrainState:
+        P, Q = self.population.n_senders, self.population.n_receivers
+        c = self.components
+        key_agents, key_sampler, key_objective, key_interventions = jax.random.split(key, 4)
+        if P == Q == 1:  # the keys of a lone pair, as `Agents.init` splits them
+            senders, receivers = jax.tree.map(lambda leaf: leaf[None], self.agents.init(key_agents))
+        else:
+            key_s, key_r = jax.random.split(key_agents)
+            senders = jax.vmap(self.agents.init_sender)(jax.random.split(key_s, P))
+            receivers = jax.vmap(self.agents.init_receiver)(jax.random.split(key_r, Q))
+        hp = hparams["train"]
+        sender_lr, receiver_lr = learning_rates(hp)
+        state = TrainState(
+            senders=senders, receivers=receivers,
+            sender_opt=jax.vmap(lambda p: adam_init(p, sender_lr, hp))(senders),
+            receiver_opt=jax.vmap(lambda p: adam_init(p, receiver_lr, hp))(receivers),
+            estimator=c.estimator.init(), sampler=c.sampler.init(key_sampler), objective=c.objective.init(key_objective),
+            interventions=(), step=jnp.zeros((), jnp.int32), stopped=jnp.zeros((), bool), stop_step=jnp.full((), -1, jnp.int32),
+        )
+        keys = jax.random.split(key_interventions, max(1, len(c.interventions)))
+        return state.replace(interventions=tuple(i.init(k, state) for i, k in zip(c.interventions, keys)))
+
+    def sender(self, state: TrainState, index: int = 0):
+        return self.agents.sender(pop.take(state.senders, index))
+
+    def receiver(self, state: TrainState, index: int = 0):
+        return self.agents.receiver(pop.take(state.receivers, index))
+
+    # -- one optimizer step -------------------------------------------------------------------------
+    def intervene(self, state: TrainState, key: jax.Array, step: jax.Array, hparams: Hparams) -> TrainState:
+        """Every intervention in turn, each on the state the previous one left."""
+        own = list(state.interventions)
+        keys = jax.random.split(key, max(1, len(own)))
+        for i, (intervention, k) in enumerate(zip(self.components.interventions, keys)):
+            state, own[i] = intervention.update(k, state, own[i], step, hparams.get("interventions", {}))
+            state = state.replace(interventions=tuple(own))
+        return state
+
+    def train_step(self, state: TrainState, key: jax.Array, step: jax.Array, hparams: Hparams) -> tuple[TrainState, dict]:
+        """One optimizer step; `step` is the unbatched step number (the population's, for schedules and branches)."""
+        c, t = self.components, self.config.train
+        hp_train, hp_objective = hparams["train"], hparams.get("objective", {})
+        key_intervene, key_pair, key_draw, key_play = jax.random.split(key, 4)
+        state = self.intervene(state, key_intervene, step, hparams)
+        pairs = pop.pair(self.population, key_pair, step)
+        n_pairs = self.population.n_senders
+        env = c.sampler.env(state.sampler, self.train_env, state.step, hparams.get("curriculum", {}))
+        key_ids, key_episodes = jax.random.split(key_draw)
+        ids = jax.vmap(lambda k: self.game.sample_ids(k, env, t.batch_size))(jax.random.split(key_ids, n_pairs))  # [P, B]
+        episodes = jax.vmap(self.game.episodes, (0, None, 0))(jax.random.split(key_episodes, n_pairs), env, ids)
+        groups = self.train_groups[ids]  # [P, B]
+
+        def pair_loss(sender_params, receiver_params, episodes, ids, groups, key):
+            key_speak, key_reward = jax.random.split(key)
+            sender = self.agents.sender(sender_params)
+            message = c.estimator.speak(sender, episodes.target, key_speak, state.estimator, state.step, hp_train)
+            ro = rollout(self.agents.receiver(receiver_params), episodes, message, self.game.kind)
+            weights = jax.lax.stop_gradient(c.objective.weights(state.objective, -ro.log_rho, groups, ids, hp_objective))
+            context = Context(sender, episodes.target, ids, state, state.step, key_reward)
+            loss, aux = c.estimator.loss(ro, weights, state.estimator, context, hp_train)
+            return loss, (ro, weights, aux)
+
+        def loss_fn(params):
+            senders, receivers = params
+            if n_pairs == 1:
+                take = lambda tree, i: pop.take(tree, 0 if jax.tree.leaves(tree)[0].shape[0] == 1 else i)  # noqa: E731
+                loss, out = pair_loss(take(senders, 0), take(receivers, pairs.receivers[0]),
+                                      *jax.tree.map(lambda x: x[0], (episodes, ids, groups)), key_play)
+                return loss, jax.tree.map(lambda x: x[None], out)
+            keys = jax.random.split(key_play, n_pairs)
+            losses, out = jax.vmap(lambda s, r, *rest: pair_loss(pop.take(senders, s), pop.take(receivers, r), *rest))(
+                pairs.senders, pairs.receivers, episodes, ids, groups, keys)
+            return jnp.sum(losses), out
+
+        grads, (ro, weights, aux) = jax.grad(loss_fn, has_aux=True)((state.senders, state.receivers))
+        Q = self.population.n_receivers
+        receivers_played = None if Q == 1 else pop.played(pairs.receivers, Q)
+        senders, sender_opt, sender_updates = adam_step(grads[0], state.sender_opt, state.senders, None)
+        receivers, receiver_opt, receiver_updates = adam_step(grads[1], state.receiver_opt, state.receivers, receivers_played)
+        aux = jax.tree.map(lambda v: jnp.mean(v, axis=0), aux)  # over pairs
+        stats = Stats(ids=ids.reshape(-1), groups=groups.reshape(-1), loss=-jax.lax.stop_gradient(ro.log_rho).reshape(-1),
+                      correct=ro.correct.reshape(-1), weights=weights.reshape(-1), step=state.step)
+        hp_curriculum = hparams.get("curriculum", {})
+        state = state.replace(
+            senders=senders, receivers=receivers, sender_opt=sender_opt, receiver_opt=receiver_opt,
+            estimator=c.estimator.update(state.estimator, aux, hp_train),
+            sampler=c.sampler.update(state.sampler, stats, hp_curriculum),
+            objective=c.objective.update(state.objective, stats, hp_objective),
+            step=state.step + 1,
+        )
+        sender_lr, receiver_lr = learning_rates(hp_train)
+        sender_norm, sender_v = adam_statistics(sender_updates, sender_opt, sender_lr)
+        receiver_norm, receiver_v = adam_statistics(receiver_updates, receiver_opt, receiver_lr)
+        summary = dict(
+            loss=jnp.mean(stats.loss), accuracy=jnp.mean(stats.correct), entropy=jnp.mean(ro.message.entropy),
+            message_length=jnp.mean(games.message_length(ro.message.symbols)), weight_mean=jnp.mean(stats.weights),
+            sender_update_ratio=sender_norm, receiver_update_ratio=receiver_norm, sender_adam_v=sender_v, receiver_adam_v=receiver_v,
+            **aux, **c.estimator.summary(state.estimator, hp_train), **c.sampler.summary(state.sampler, hp_curriculum),
+            **c.objective.summary(state.objective, hp_objective),
+        )
+        for intervention, own in zip(c.interventions, state.interventions):
+            summary.update(intervention.summary(own, hparams.get("interventions", {})))
+        return state, summary
+
+    # -- evaluation and the loop ----------------------------------------------------------------------
+    def evaluate(self, state: TrainState, key: jax.Array) -> dict[str, dict[str, jax.Array]]:
+        """`{split: {metric: value}}`: scalars for a lone pair, `[P]` (sender metrics) or `[P, Q]` in a population."""
+        g = self.config.game
+        out = evaluate(self.agents, self.game.kind, g.n_values, self.n_groups, self.eval_sets, SPLIT_NAMES,
+                       state.senders, state.receivers, key)
+        if self.population.size == 1:
+            out = jax.tree.map(lambda v: v.reshape(()), out)
+        return out
+
+    def train_block(self, state: TrainState, key: jax.Array, index: jax.Array, hparams: Hparams) -> tuple[TrainState, dict]:
+        """`eval_every` optimizer steps after block `index` (unbatched); returns the mean of each step statistic."""
+        every = self.config.train.eval_every
+        steps = index * every + jnp.arange(every)
+
+        def step(state, xs):
+            key, number = xs
+            new, summary = self.train_step(state, key, number, hparams)
+            if self.config.train.stop_accuracy > 0:  # a stopped run keeps its state
+                new = jax.tree.map(lambda a, b: jnp.where(state.stopped, a, b), state, new)
+            return new, summary
+
+        state, summaries = jax.lax.scan(step, state, (jax.random.split(key, every), steps))
+        return state, jax.tree.map(lambda v: jnp.mean(v, axis=0), summaries)
+
+    def block(self, state: TrainState, key: jax.Array, index: jax.Array, hparams: Hparams) -> tuple[TrainState, dict]:
+        """Evaluate, then train `eval_every` steps unless `index` is the last evaluation: one program for every block.
+
+        Returns `(state, metrics)`; `metrics["batch"]` holds the means of the step statistics of the
+        block that led to this evaluation (the previous one; NaN at step 0).
+        """
+        t = self.config.train
+        key_eval = jax.random.fold_in(key, 0)  # the same messages at every evaluation: comparable over time
+        key_block = jax.random.fold_in(jax.random.fold_in(key, 1), index)
+        metrics = self.evaluate(state, key_eval)
+        if t.stop_accuracy > 0:
+            reached = ~state.stopped & (jnp.mean(metrics["train"]["accuracy"]) >= t.stop_accuracy)
+            state = state.replace(stopped=state.stopped | reached, stop_step=jnp.where(reached, state.step, state.stop_step))
+            metrics["train"]["stopped"] = state.stopped.astype(jnp.float32)
+        template = jax.eval_shape(lambda s: self.train_block(s, key_block, index, hparams)[1], state)
+        nan = jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), template)
+        state, summary = jax.lax.cond(index < self.n_evals, lambda s: self.train_block(s, key_block, index, hparams),
+                                      lambda s: (s, nan), state)
+        return state, {**metrics, "batch": summary}
+
+    @staticmethod
+    def run_keys(key: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """(init key, run key, evaluation key) of a run's key: the evaluation samples its messages with the last."""
+        key_init, key_run = jax.random.split(key)
+        return key_init, key_run, jax.random.fold_in(key_run, 0)
+
+    def train(self, key: jax.Array, hparams: Hparams):
+        """One run: `(final TrainState, history)`, `history[split][metric]: [n_evals + 1, ...]` (step 0 first).
+
+        `history["batch"]` holds the step statistics of the block before each evaluation; it is
+        shifted so that entry i covers the steps up to evaluation i (NaN at step 0).
+        """
+        key_init, key_run, _ = self.run_keys(key)
+        state = self.init(key_init, hparams)
+        state, history = jax.lax.scan(lambda s, i: self.block(s, key_run, i, hparams), state, jnp.arange(self.n_evals + 1))
+        return state, shift_batch(history)
+
+
+def shift_batch(history: dict, axis: int = 0) -> dict:
+    """Move the step statistics of block i (returned with evaluation i) to evaluation i + 1, where they end.
+
+    `axis` is the evaluation axis (1 when the runs come first); numpy or JAX arrays.
+    """
+    def shift(v):
+        xp = jnp if isinstance(v, jax.Array) else np
+        first = xp.take(v, xp.arange(1), axis=axis)
+        return xp.concatenate([xp.full_like(first, np.nan), xp.take(v, xp.arange(v.shape[axis] - 1), axis=axis)], axis=axis)
+
+    return {**history, "batch": jax.tree.map(shift, history["batch"])}
+
+
+def seed_keys(config) -> jax.Array:
+    """One key per seed: `jax.random.key(s)` for s = seed, seed+1, ..."""
+    t = config.train
+    return jax.vmap(jax.random.key)(jnp.arange(t.seed, t.seed + t.seeds))

@@ -1,0 +1,1 @@
+"""The experiment layer: config, building the trainer, running populations, checkpoints, results, sweeps."""

@@ -1,0 +1,43 @@
+"""The trainer a config describes: each slot's component chosen from its config section.
+
+    >>> from lab import config
+    >>> trainer = make_trainer(config.load(overrides=["train.control=reset", "population.n_receivers=3"]))
+    >>> len(trainer.components.interventions), trainer.population.n_receivers
+    (1, 3)
+
+Any slot can be given explicitly instead (a component defined elsewhere, a test's own):
+`make_trainer(cfg, sampler=my_sampler)`. Nothing subclasses the trainer.
+"""
+
+from __future__ import annotations
+
+import curricula
+from lab import controls
+from lab.core import estimators
+from lab.core.components import Components, erm
+from lab.core.spec import Spec
+from lab.core.trainer import Trainer
+from lab.interventions import ema
+
+
+def components(spec: Spec) -> Components:
+    """The components of `spec.config`: its estimator, sampler, objective and interventions."""
+    c = spec.config
+    t = c.train
+    estimator = estimators.reinforce(controls.reward(spec), t.baseline_decay) if t.mode == "reinforce" else estimators.gumbel()
+    interventions = controls.interventions(spec) + ((ema(),) if c.interventions.ema else ())
+    return Components(estimator=estimator, sampler=curricula.identity(), objective=erm(), interventions=interventions)
+
+
+def make_trainer(config, *, estimator=None, sampler=None, objective=None, interventions=None, groups=None) -> Trainer:
+    """`Trainer` for `config`, with any slot replaced by the component given."""
+    spec = Spec(config)
+    chosen = components(spec)
+    given = dict(estimator=estimator, sampler=sampler, objective=objective, interventions=interventions)
+    chosen = chosen._replace(**{k: v for k, v in given.items() if v is not None})
+    return Trainer(config, chosen, groups=groups, spec=spec)
+
+
+def make_train(config, **components):
+    """`train(key, hparams) -> (final TrainState, history)`, pure; jit and vmap it."""
+    return make_trainer(config, **components).train

@@ -1,0 +1,66 @@
+"""Tidy results: one row per (seed, step, split, metric), plus `sender`/`receiver` in a population.
+
+Every figure is drawn from such a table. The splits are `train` and `test` (evaluations) and
+`batch` (means of the training steps' statistics since the previous evaluation). In a population
+with more than one agent on a side, pair metrics (accuracy, loss, l_adapt...) carry both columns,
+the sender's own metrics (topsim, l_info, ...) a sender and no receiver, batch statistics neither.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lab.experiment.io import atomic_path
+
+COLUMNS = ["seed", "step", "split", "metric", "value"]
+AGENT_COLUMNS = ["sender", "receiver"]
+
+
+def tidy(history: dict, steps: np.ndarray, seeds, population: tuple[int, int] = (1, 1)) -> pd.DataFrame:
+    """`history[split][metric]: [n_runs, n_evals (, P (, Q))]` -> a long table (the batch split's NaNs dropped)."""
+    seeds, steps = np.asarray(seeds), np.asarray(steps)
+    agents = tuple(population) != (1, 1)
+    frames = []
+    for split, metrics in history.items():
+        for metric, values in metrics.items():
+            values = np.asarray(values, dtype=np.float64)
+            shape = values.shape[2:]  # () batch statistic, (P,) a sender's metric, (P, Q) a pair's
+            index = np.indices((len(seeds), len(steps), *shape)).reshape(2 + len(shape), -1)
+            frame = {"seed": seeds[index[0]], "step": steps[index[1]], "split": split, "metric": metric, "value": values.ravel()}
+            if agents:
+                for column, axis in zip(AGENT_COLUMNS, (2, 3)):
+                    frame[column] = pd.array(index[axis] if axis < len(index) else [pd.NA] * values.size, dtype="Int64")
+            frames.append(pd.DataFrame(frame))
+    table = pd.concat(frames, ignore_index=True)
+    table = table[np.isfinite(table["value"]) | (table["split"] != "batch")]
+    columns = COLUMNS[:2] + (AGENT_COLUMNS if agents else []) + COLUMNS[2:]
+    return table[columns].reset_index(drop=True)
+
+
+def final(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the last evaluation of each run."""
+    keys = [c for c in table.columns if c not in ("step", "split", "metric", "value", *AGENT_COLUMNS)]
+    last = table.groupby(keys, dropna=False)["step"].transform("max")
+    return table[table["step"] == last]
+
+
+def summary(table: pd.DataFrame, metrics=("accuracy", "topsim", "posdis", "loss"), threshold: float = 0.95) -> pd.DataFrame:
+    """Final metrics per split (train, test): mean and std over seeds (and pairs), seeds reaching `threshold` accuracy."""
+    last = final(table)
+    last = last[last["metric"].isin(metrics) & last["split"].isin(("train", "test"))]
+    per_run = last.groupby(["seed", "split", "metric"])["value"].mean().reset_index()  # a run's pairs averaged
+    stats = per_run.groupby(["split", "metric"])["value"].agg(["mean", "std"]).unstack("metric")
+    stats.columns = [f"{metric} {stat}" for stat, metric in stats.columns]
+    accuracy = per_run[per_run["metric"] == "accuracy"]
+    stats[f"seeds >= {threshold:.0%}"] = accuracy.groupby("split")["value"].apply(lambda v: f"{int((v >= threshold).sum())}/{len(v)}")
+    ordered = [f"{m} {s}" for m in metrics for s in ("mean", "std") if f"{m} {s}" in stats.columns]
+    return stats[ordered + [f"seeds >= {threshold:.0%}"]]
+
+
+def write_parquet(table: pd.DataFrame, path: str | Path) -> None:
+    """Atomic write: a temporary file in the same folder, then a rename."""
+    with atomic_path(path) as tmp:
+        table.to_parquet(tmp, index=False)

@@ -1,0 +1,87 @@
+"""`lab run`: train a population for one config and write a run directory.
+
+DIR/config.yaml       the resolved config
+DIR/metrics.parquet   tidy table: seed, step, split, metric, value (+ sender, receiver in a population)
+DIR/checkpoint.npz    final parameters of every run (lab.experiment.checkpoint.load)
+
+The directory appears only when the run has finished: everything is written to a hidden
+sibling first and renamed, so an interrupted or failed run leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+from tqdm import tqdm
+
+from lab.core.hparams import hparams_from_config
+from lab.core.trainer import Trainer, seed_keys
+from lab.experiment import checkpoint, results
+from lab.experiment.build import make_trainer
+from lab.experiment.config import Config, ConfigError, from_dict, to_dict
+from lab.experiment.execute import run_population
+from lab.experiment.io import staged
+
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.parquet"
+
+
+def check_out_dir(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {str(out)!r} is a file, not a directory")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise ConfigError(f"--out {str(out)!r} exists and is not empty; pass --overwrite to replace it")
+
+
+def progress_bar(total: int, desc: str, enabled: bool = True):
+    """A tqdm bar over evaluation blocks and the `on_block` callback that advances it."""
+    bar = tqdm(total=total, desc=desc, unit="eval", disable=not enabled, leave=False)
+    return bar, lambda index: bar.update(1)
+
+
+def seeds_of(config: Config) -> np.ndarray:
+    return np.arange(config.train.seed, config.train.seed + config.train.seeds)
+
+
+def train(config: Config, progress: bool = True, trainer: Trainer | None = None):
+    """(trainer, final state, tidy table) for the config's runs."""
+    trainer = trainer or make_trainer(config)
+    bar, on_block = progress_bar(trainer.n_evals + 1, f"training {config.train.seeds} seeds", progress)
+    try:
+        state, history = run_population(trainer, seed_keys(config), hparams_from_config(config, config.train.seeds),
+                                        on_block=on_block)
+    finally:
+        bar.close()
+    p = config.population
+    return trainer, state, results.tidy(history, trainer.eval_steps, seeds_of(config), (p.n_senders, p.n_receivers))
+
+
+def write_run(out: Path, config: Config, state, table: pd.DataFrame) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / CONFIG_FILE).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+    results.write_parquet(table, out / METRICS_FILE)
+    checkpoint.save(out / checkpoint.FILENAME, state.senders, state.receivers, seeds_of(config),
+                    extra={"stop_step": np.asarray(state.stop_step)})
+
+
+def run(config: Config, out: str | Path, overwrite: bool = False, progress: bool = True) -> pd.DataFrame:
+    """Train, then move the finished run directory into place; returns the tidy table."""
+    out = Path(out)
+    check_out_dir(out, overwrite)
+    _, state, table = train(config, progress)
+    with staged(out) as staging:
+        write_run(staging, config, state, table)
+    return table
+
+
+def read_config(run_dir: str | Path) -> Config:
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise ConfigError(f"{str(run_dir)!r} is not a run directory: no {CONFIG_FILE}")
+    try:
+        return from_dict(yaml.safe_load(path.read_text()))
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{str(path)!r} is not valid YAML: {str(error).splitlines()[0]}") from None

@@ -1,0 +1,164 @@
+"""The sweep's store: a manifest, one parquet part per cell, each cell's config and checkpoint; resumable."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+import yaml
+
+from lab.experiment import checkpoint, results
+from lab.experiment.config import ConfigError, to_dict
+from lab.experiment.io import write_text
+from lab.experiment.sweep.calls import CellResult
+from lab.experiment.sweep.plan import Plan, SweepCell, static_key
+
+FORMAT = 1
+MANIFEST = "manifest.json"
+SWEEP_COPY = "sweep.yaml"
+METRICS_DIR = "metrics"
+CELLS_DIR = "cells"
+CONFIG_FILE = "config.yaml"
+LOCK_FILE = ".lock"
+
+
+def part_path(out: Path, cell: SweepCell) -> Path:
+    return out / METRICS_DIR / f"cell-{cell.name}.parquet"
+
+
+def cell_dir(out: Path, cell: SweepCell) -> Path:
+    return out / CELLS_DIR / cell.name
+
+
+def manifest(plan: Plan) -> dict:
+    return dict(
+        format=FORMAT, digest=plan.digest, sweep_file=plan.source, keys=list(plan.keys),
+        groups=[dict(group=g, cells=list(m), static=json.loads(static_key(plan.cells[m[0]].config))) for g, m in enumerate(plan.groups)],
+        cells=[dict(cell=c.index, group=c.group, seeds=c.seeds.tolist(), values=c.values) for c in plan.cells],
+    )
+
+
+def read_manifest(out: str | Path) -> dict:
+    path = Path(out) / MANIFEST
+    if not path.is_file():
+        raise ConfigError(f"{str(out)!r} is not a sweep directory: no {MANIFEST}")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{str(path)!r} is not valid JSON ({error.msg if hasattr(error, 'msg') else error}); "
+                          f"rerun with --overwrite") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT or "digest" not in data:
+        raise ConfigError(f"{str(path)!r} is not a manifest this lab writes (format {FORMAT}); rerun with --overwrite")
+    return data
+
+
+def check_part(out: Path, cell: SweepCell) -> str | None:
+    """None when the cell is finished, else what is wrong with it ('missing' when not started)."""
+    import pyarrow.parquet as pq
+
+    path = part_path(out, cell)
+    if not path.exists():
+        return "missing"
+    try:
+        table = pq.read_table(path, columns=["cell", "seed"]).to_pandas()
+    except Exception as error:  # pyarrow raises several types for a damaged file
+        return f"{path.name} is not readable parquet ({type(error).__name__})"
+    if len(table) == 0 or set(table["cell"]) != {cell.index} or set(table["seed"]) != set(cell.seeds.tolist()):
+        return f"{path.name} does not hold the rows of cell {cell.index}"
+    if not (cell_dir(out, cell) / checkpoint.FILENAME).is_file():
+        return f"cell {cell.index} has no {checkpoint.FILENAME}"
+    return None
+
+
+@contextlib.contextmanager
+def lock(out: Path):
+    """One writer per store: a second `lab sweep` on the same DIR is refused, not interleaved."""
+    import fcntl
+
+    with open(out / LOCK_FILE, "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(f"another lab sweep is writing to {str(out)!r}; wait for it or choose another --out") from None
+        yield
+
+
+def open_store(plan: Plan, out: Path, overwrite: bool) -> None:
+    """Create DIR for this plan, or check that the existing one holds this sweep file's results."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {str(out)!r} is a file, not a directory")
+    if out.is_dir() and any(out.iterdir()):
+        if not (out / MANIFEST).is_file():
+            if not overwrite:
+                raise ConfigError(f"--out {str(out)!r} exists and is not a sweep directory (no {MANIFEST}); "
+                                  f"pass --overwrite to replace it")
+            shutil.rmtree(out)
+        elif overwrite:
+            shutil.rmtree(out)
+        elif read_manifest(out)["digest"] != plan.digest:
+            raise ConfigError(f"--out {str(out)!r} holds the results of a different sweep file; "
+                              f"pass --overwrite to replace them, or choose another --out")
+    (out / METRICS_DIR).mkdir(parents=True, exist_ok=True)
+    (out / CELLS_DIR).mkdir(exist_ok=True)
+    if not (out / MANIFEST).is_file():
+        write_text(out / SWEEP_COPY, yaml.safe_dump(plan.spec, sort_keys=False))
+        write_text(out / MANIFEST, json.dumps(manifest(plan), indent=1, default=str))
+
+
+def finished(plan: Plan, out: Path, warn: Callable[[str], None] | None = None, remove: bool = True) -> frozenset[int]:
+    """Finished cells; a damaged part is reported through `warn`, removed, and its cell counted as unfinished."""
+    done = set()
+    for cell in plan.cells:
+        problem = check_part(out, cell)
+        if problem is None:
+            done.add(cell.index)
+        elif problem != "missing":
+            if warn:
+                warn(f"cell {cell.index}: {problem}; recomputing it")
+            if remove:
+                part_path(out, cell).unlink(missing_ok=True)
+    return frozenset(done)
+
+
+def clear_leftovers(plan: Plan, out: Path, done: frozenset[int]) -> None:
+    """Temporary files of an interrupted write, and the half-written folders of unfinished cells."""
+    for tmp in (out / METRICS_DIR).glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+    for cell in plan.cells:
+        if cell.index not in done and cell_dir(out, cell).exists():
+            shutil.rmtree(cell_dir(out, cell))
+
+
+def write_cell(out: Path, plan: Plan, result: CellResult) -> None:
+    """Config and checkpoint first, the metrics part last: the part marks the cell finished."""
+    cell = plan.cells[result.index]
+    folder = cell_dir(out, cell)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_text(folder / CONFIG_FILE, yaml.safe_dump(to_dict(cell.config), sort_keys=False))
+    checkpoint.save(folder / checkpoint.FILENAME, result.senders, result.receivers, cell.seeds)
+    results.write_parquet(result.table, part_path(out, cell))
+
+
+def read_results(out: str | Path) -> pd.DataFrame:
+    """The sweep's tidy table: every finished cell's rows, ordered by cell."""
+    import pyarrow.parquet as pq
+
+    metrics = Path(out) / METRICS_DIR
+    parts = sorted(metrics.glob("cell-*.parquet")) if metrics.is_dir() else []
+    if not parts:
+        raise ConfigError(f"{str(out)!r} has no finished cells under {METRICS_DIR}/; run `lab sweep` into it first")
+    try:
+        table = pd.read_parquet(metrics)
+    except Exception:  # name the damaged part rather than pyarrow's dataset error
+        for part in parts:
+            try:
+                pq.read_table(part)
+            except Exception as error:
+                raise ConfigError(f"{str(part)!r} is not readable parquet ({type(error).__name__}); "
+                                  f"run the same `lab sweep` command again to recompute that cell") from None
+        raise
+    return table.sort_values("cell", kind="stable").reset_index(drop=True)

@@ -1,0 +1,1 @@
+"""Reporting: figures, run and sweep reports, studies (conditions x seeds with a verdict)."""
