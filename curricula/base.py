@@ -5,13 +5,17 @@ A sampler is a named tuple of pure functions over its own state pytree, in the m
 
     state = sampler.init(key)
     env = sampler.env(state, base, step, hp)        # games.EnvParams this step draws from
-    ... the step plays games on targets drawn from env.probs and computes per-example Stats ...
+    ... the step plays games on targets drawn from env.probs ...
+    w = sampler.weights(state, ids, step, hp)       # [B] per-example loss weights (1: none)
+    ... and computes per-example Stats ...
     state = sampler.update(state, stats, hp)
 
 `base` is the world's train set with its input distribution; `hp` is the sampler's continuous
 hyperparameters (the `curriculum` config section's continuous fields, arrays under vmap);
-`step` is the number of optimizer steps taken so far. `identity()` is the default: the world's
-distribution, unchanged.
+`step` is the number of optimizer steps taken so far. A curriculum that reweights examples
+instead of (or besides) choosing them returns its weights from `weights`; the trainer multiplies
+them with the objective's, on the receiver's loss and the sender's REINFORCE term alike.
+`identity()` is the default: the world's distribution, unchanged, every weight 1.
 """
 
 from __future__ import annotations
@@ -39,10 +43,15 @@ def _no_summary(state, hp) -> dict:
     return {}
 
 
+def _unit_weights(state, ids, step, hp) -> jax.Array:
+    return jnp.ones(ids.shape, jnp.float32)
+
+
 class Sampler(NamedTuple):
     init: Callable[[jax.Array], Any]
     env: Callable[[Any, games.EnvParams, jax.Array, dict], games.EnvParams]
     update: Callable[[Any, Stats, dict], Any]
+    weights: Callable[[Any, jax.Array, jax.Array, dict], jax.Array] = _unit_weights  # (state, ids [B], step, hp) -> [B]
     summary: Callable[[Any, dict], dict[str, jax.Array]] = _no_summary  # scalars logged with the training statistics
 
 

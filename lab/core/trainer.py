@@ -133,11 +133,15 @@ class Trainer:
         return np.arange(self.n_evals + 1) * self.config.train.eval_every
 
     # -- state ------------------------------------------------------------------------------------
-    def init(self, key: jax.Array, hparams: Hparams) -> TrainState:
+    def init(self, key: jax.Array, hparams: Hparams, agents: tuple | None = None) -> TrainState:
+        """A fresh training state; `agents=(senders [P, ...], receivers [Q, ...])` starts from given parameters
+        (fine-tuning from an ancestor) instead of fresh ones, with fresh optimizer states."""
         P, Q = self.population.n_senders, self.population.n_receivers
         c = self.components
         key_agents, key_sampler, key_objective, key_interventions = jax.random.split(key, 4)
-        if P == Q == 1:  # the keys of a lone pair, as `Agents.init` splits them
+        if agents is not None:
+            senders, receivers = agents
+        elif P == Q == 1:  # the keys of a lone pair, as `Agents.init` splits them
             senders, receivers = jax.tree.map(lambda leaf: leaf[None], self.agents.init(key_agents))
         else:
             key_s, key_r = jax.random.split(key_agents)
@@ -174,7 +178,7 @@ class Trainer:
     def train_step(self, state: TrainState, key: jax.Array, step: jax.Array, hparams: Hparams) -> tuple[TrainState, dict]:
         """One optimizer step; `step` is the unbatched step number (the population's, for schedules and branches)."""
         c, t = self.components, self.config.train
-        hp_train, hp_objective = hparams["train"], hparams.get("objective", {})
+        hp_train, hp_objective, hp_curriculum = hparams["train"], hparams.get("objective", {}), hparams.get("curriculum", {})
         key_intervene, key_pair, key_draw, key_play = jax.random.split(key, 4)
         state = self.intervene(state, key_intervene, step, hparams)
         pairs = pop.pair(self.population, key_pair, step)
@@ -190,7 +194,8 @@ class Trainer:
             sender = self.agents.sender(sender_params)
             message = c.estimator.speak(sender, episodes.target, key_speak, state.estimator, state.step, hp_train)
             ro = rollout(self.agents.receiver(receiver_params), episodes, message, self.game.kind)
-            weights = jax.lax.stop_gradient(c.objective.weights(state.objective, -ro.log_rho, groups, ids, hp_objective))
+            weights = jax.lax.stop_gradient(c.objective.weights(state.objective, -ro.log_rho, groups, ids, hp_objective)
+                                            * c.sampler.weights(state.sampler, ids, state.step, hp_curriculum))
             context = Context(sender, episodes.target, ids, state, state.step, key_reward)
             loss, aux = c.estimator.loss(ro, weights, state.estimator, context, hp_train)
             return loss, (ro, weights, aux)
@@ -215,7 +220,6 @@ class Trainer:
         aux = jax.tree.map(lambda v: jnp.mean(v, axis=0), aux)  # over pairs
         stats = Stats(ids=ids.reshape(-1), groups=groups.reshape(-1), loss=-jax.lax.stop_gradient(ro.log_rho).reshape(-1),
                       correct=ro.correct.reshape(-1), weights=weights.reshape(-1), step=state.step)
-        hp_curriculum = hparams.get("curriculum", {})
         state = state.replace(
             senders=senders, receivers=receivers, sender_opt=sender_opt, receiver_opt=receiver_opt,
             estimator=c.estimator.update(state.estimator, aux, hp_train),
@@ -288,14 +292,14 @@ class Trainer:
         key_init, key_run = jax.random.split(key)
         return key_init, key_run, jax.random.fold_in(key_run, 0)
 
-    def train(self, key: jax.Array, hparams: Hparams):
+    def train(self, key: jax.Array, hparams: Hparams, agents: tuple | None = None):
         """One run: `(final TrainState, history)`, `history[split][metric]: [n_evals + 1, ...]` (step 0 first).
 
         `history["batch"]` holds the step statistics of the block before each evaluation; it is
-        shifted so that entry i covers the steps up to evaluation i (NaN at step 0).
+        shifted so that entry i covers the steps up to evaluation i (NaN at step 0). `agents`: as in `init`.
         """
         key_init, key_run, _ = self.run_keys(key)
-        state = self.init(key_init, hparams)
+        state = self.init(key_init, hparams, agents)
         state, history = jax.lax.scan(lambda s, i: self.block(s, key_run, i, hparams), state, jnp.arange(self.n_evals + 1))
         return state, shift_batch(history)
 

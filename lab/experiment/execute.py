@@ -22,7 +22,10 @@ from lab.core.trainer import Trainer, shift_batch
 
 
 def pad_and_shard(keys: jax.Array, hparams, size: int | None = None, devices=None):
-    """(keys, hparams, n, sharding): padded to `size` (and to a multiple of the devices), placed on the devices."""
+    """(keys, hparams, n, sharding): padded to `size` (and to a multiple of the devices), placed on the devices.
+
+    `hparams` may be any pytree of per-run inputs with leading axis n.
+    """
     devices = jax.local_devices() if devices is None else list(devices)
     n = keys.shape[0]
     size = max(size or n, n)
@@ -47,17 +50,18 @@ def population_call(fn: Callable, keys: jax.Array, hparams, size: int | None = N
 
 
 def run_population(trainer: Trainer, keys: jax.Array, hparams, size: int | None = None, devices=None,
-                   on_block: Callable[[int], None] | None = None):
+                   on_block: Callable[[int], None] | None = None, agents: tuple | None = None):
     """Train every run of `keys [n]` / `hparams [n]`: `(final state, history)` as numpy, leading axis n.
 
-    `on_block(i)` is called on the host after evaluation block i (a progress bar).
+    `on_block(i)` is called on the host after evaluation block i (a progress bar); `agents`
+    `(senders [n, P, ...], receivers [n, Q, ...])` are starting parameters (fine-tuning), fresh by default.
     """
-    keys, hparams, n, sharding = pad_and_shard(keys, hparams, size, devices)
+    keys, (hparams, agents), n, sharding = pad_and_shard(keys, (hparams, agents), size, devices)
     out = {} if sharding is None else dict(out_shardings=sharding)
-    init = jax.jit(jax.vmap(lambda key, hp: trainer.init(trainer.run_keys(key)[0], hp)), **out)
+    init = jax.jit(jax.vmap(lambda key, hp, agents: trainer.init(trainer.run_keys(key)[0], hp, agents)), **out)
     block = jax.jit(jax.vmap(lambda state, key, index, hp: trainer.block(state, trainer.run_keys(key)[1], index, hp),
                              in_axes=(0, 0, None, 0)), donate_argnums=0, **out)
-    state = init(keys, hparams)
+    state = init(keys, hparams, agents)
     history = []
     for index in range(trainer.n_evals + 1):
         state, metrics = block(state, keys, jnp.asarray(index, jnp.int32), hparams)
