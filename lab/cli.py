@@ -65,7 +65,8 @@ def cmd_study(args) -> None:
 
     study = run_study(args.name, args.out, small=args.small, overwrite=args.overwrite, progress=not args.quiet,
                       overrides=args.overrides)
-    print(f"wrote {args.out}/ (metrics.parquet, summary.csv, coadaptation.png, report.md); trained in {study.seconds:.0f} s")
+    written = ", ".join(sorted(p.name for p in Path(args.out).iterdir() if p.is_file()))
+    print(f"wrote {args.out}/ ({written}); trained in {study.seconds:.0f} s")
     means = study.summary[[c for c in study.summary.columns if c.endswith(" mean")]]
     print(means.rename(columns=lambda c: c[: -len(" mean")]).T.to_string(float_format=lambda v: f"{v:.3f}"))
     print()
@@ -102,11 +103,12 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("run_dir")
     rep.set_defaults(func=cmd_report)
 
+    from lab.report.studies import STUDIES
+
     st = sub.add_parser("study", help="a study: conditions x seeds, tidy table, figure and a verdict from the numbers",
                         formatter_class=argparse.RawDescriptionHelpFormatter,
-                        epilog="studies:\n  coadaptation  information vs co-adaptation loss, baseline vs listener reset, "
-                               "population, ideal listener")
-    st.add_argument("name", help="which study: coadaptation")
+                        epilog="studies:\n" + "\n".join(f"  {name}: {fn.__doc__.strip().splitlines()[0]}" for name, fn in STUDIES.items()))
+    st.add_argument("name", help=f"which study: {', '.join(STUDIES)}")
     st.add_argument("--out", required=True, help="study directory to write")
     st.add_argument("--small", action="store_true", help="a few minutes on a laptop CPU instead of about an hour")
     st.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")

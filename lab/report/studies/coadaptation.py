@@ -1,6 +1,4 @@
-"""Studies: several conditions x seeds, one tidy table, figures and a verdict computed from the numbers.
-
-`lab study coadaptation --out DIR [--small]`: which part of the generalization gap (test loss
+"""`lab study coadaptation --out DIR [--small]`: which part of the generalization gap (test loss
 minus train loss) is information lost by the language, which is co-adaptation of the listener,
 and which co-adaptation controls shrink it (Rita et al. 2022, arXiv 2209.15342).
 
@@ -15,7 +13,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -26,6 +23,7 @@ from lab.experiment.config import Config, ConfigError, load, to_dict
 from lab.experiment.io import staged
 from lab.experiment.run import check_out_dir, train
 from lab.report import plots
+from lab.report.studies.common import Study
 
 # A compositional split of K=4 attributes x V=4 values (205 train, 51 test objects).
 WORLD = ["game.kind=reconstruction", "game.n_attributes=4", "game.n_values=4", "game.split=compositional"]
@@ -39,13 +37,6 @@ CONDITIONS = {
     "ideal": ["train.control=ideal", "train.ideal_size=32"],
 }
 TERMS = ("loss", "l_info", "l_adapt")
-
-
-class Study(NamedTuple):
-    table: pd.DataFrame  # tidy, with a `condition` column
-    summary: pd.DataFrame  # one row per condition
-    verdict: str
-    seconds: float
 
 
 def study_configs(small: bool, overrides: list[str] = ()) -> dict[str, Config]:
@@ -142,7 +133,7 @@ def report_text(summary: pd.DataFrame, verdict_text: str, figure: str, seconds: 
 
 def coadaptation(out: str | Path, small: bool = False, overwrite: bool = False, progress: bool = True,
                  overrides: list[str] = ()) -> Study:
-    """Baseline and each co-adaptation control, several seeds, compositional split; writes DIR (see module doc)."""
+    """Information vs co-adaptation loss: the baseline and each co-adaptation control over seeds; writes DIR (module doc)."""
     out = Path(out)
     check_out_dir(out, overwrite)
     configs = study_configs(small, overrides)
@@ -167,12 +158,3 @@ def coadaptation(out: str | Path, small: bool = False, overwrite: bool = False, 
             (staging / "configs" / f"{name}.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
         (staging / "report.md").write_text(report_text(summary, text, "coadaptation.png", seconds, small))
     return Study(table, summary, text, seconds)
-
-
-STUDIES = {"coadaptation": coadaptation}
-
-
-def run_study(name: str, out: str | Path, **kwargs) -> Study:
-    if name not in STUDIES:
-        raise ConfigError(f"unknown study {name!r}; allowed: {', '.join(STUDIES)}")
-    return STUDIES[name](out, **kwargs)
