@@ -50,10 +50,11 @@ def population_call(fn: Callable, keys: jax.Array, hparams, size: int | None = N
 
 
 def run_population(trainer: Trainer, keys: jax.Array, hparams, size: int | None = None, devices=None,
-                   on_block: Callable[[int], None] | None = None, agents: tuple | None = None):
+                   on_block: Callable | None = None, agents: tuple | None = None):
     """Train every run of `keys [n]` / `hparams [n]`: `(final state, history)` as numpy, leading axis n.
 
-    `on_block(i)` is called on the host after evaluation block i (a progress bar); `agents`
+    `on_block(i, state, metrics)` is called on the host after block i (a progress bar; a callback that keeps
+    snapshots of the state must copy it with `jax.device_get`: its buffers are reused by the next block); `agents`
     `(senders [n, P, ...], receivers [n, Q, ...])` are starting parameters (fine-tuning), fresh by default.
     """
     keys, (hparams, agents), n, sharding = pad_and_shard(keys, (hparams, agents), size, devices)
@@ -67,7 +68,7 @@ def run_population(trainer: Trainer, keys: jax.Array, hparams, size: int | None 
         state, metrics = block(state, keys, jnp.asarray(index, jnp.int32), hparams)
         history.append(jax.device_get(metrics))
         if on_block is not None:
-            on_block(index)
+            on_block(index, state, history[-1])
     history = jax.tree.map(lambda *evals: np.stack(evals, axis=1), *history)  # [runs, n_evals + 1, ...]
     history = shift_batch(history, axis=1)
     state = jax.device_get(state)

@@ -39,7 +39,7 @@ def check_out_dir(out: Path, overwrite: bool) -> None:
 def progress_bar(total: int, desc: str, enabled: bool = True):
     """A tqdm bar over evaluation blocks and the `on_block` callback that advances it."""
     bar = tqdm(total=total, desc=desc, unit="eval", disable=not enabled, leave=False)
-    return bar, lambda index: bar.update(1)
+    return bar, lambda index, *_: bar.update(1)
 
 
 def seeds_of(config: Config) -> np.ndarray:
