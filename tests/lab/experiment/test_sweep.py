@@ -27,7 +27,7 @@ from lab.sweep import (SEED_FIELDS, chunks, load_plan, make_plan, open_store, re
                        static_key)
 from lab.train import CONTINUOUS, hparams_from_config
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 TINY = ROOT / "sweeps" / "tiny.yaml"
 TINY_BASE = {"game": {"n_attributes": 2, "n_values": 3}, "agents": {"hidden_size": 16},
              "train": {"steps": 20, "eval_every": 10, "batch_size": 32}}

@@ -12,7 +12,8 @@ import scipy.stats
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lab import metrics
+import games
+from lab.core import metrics
 
 # -- plain-Python references --------------------------------------------------------------------
 
@@ -101,8 +102,8 @@ def scramble_after_eos(rng, messages, vocab_size):
 
 def test_lengths_and_normalisation_follow_the_convention():
     messages = np.array([[3, 0, 5], [1, 2, 3], [0, 4, 4], [2, 2, 0]])
-    np.testing.assert_array_equal(metrics.message_lengths(messages), [2, 3, 1, 3])
-    np.testing.assert_array_equal(metrics.normalize_messages(messages), [[3, 0, 0], [1, 2, 3], [0, 0, 0], [2, 2, 0]])
+    np.testing.assert_array_equal(games.message_length(messages), [2, 3, 1, 3])
+    np.testing.assert_array_equal(games.truncate_at_eos(messages), [[3, 0, 0], [1, 2, 3], [0, 0, 0], [2, 2, 0]])
     assert metrics.mean_length(messages) == pytest.approx(9 / 4)
 
 
@@ -264,3 +265,49 @@ def test_jax_twins_run_inside_scan():
         metrics.mean_length(messages),
     ]
     np.testing.assert_allclose(out, [expected, expected], rtol=1e-5, atol=1e-6)
+
+
+# -- masks (the evaluation pads splits to one size), EGG's topsim, sizes that do not fit ----------
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_masked_metrics_equal_the_metrics_of_the_unmasked_rows(seed):
+    rng = np.random.default_rng(seed)
+    objects = rng.integers(0, 4, size=(40, 3))
+    messages = random_language(rng, 40, 5, 6, 0.2)
+    mask = rng.random(40) < 0.6
+    kept_objects, kept_messages = jnp.asarray(objects[mask]), jnp.asarray(messages[mask])
+    objects, messages, mask = jnp.asarray(objects), jnp.asarray(messages), jnp.asarray(mask)
+    pairs = [
+        (metrics.topsim_jax(objects, messages, mask), metrics.topsim_jax(kept_objects, kept_messages)),
+        (metrics.posdis_jax(objects, messages, 4, 6, mask), metrics.posdis_jax(kept_objects, kept_messages, 4, 6)),
+        (metrics.bosdis_jax(objects, messages, 4, 6, mask), metrics.bosdis_jax(kept_objects, kept_messages, 4, 6)),
+        (metrics.message_entropy_jax(messages, mask), metrics.message_entropy_jax(kept_messages)),
+        (metrics.vocab_use_jax(messages, 6, mask), metrics.vocab_use_jax(kept_messages, 6)),
+        (metrics.mean_length_jax(messages, mask), metrics.mean_length_jax(kept_messages)),
+    ]
+    for masked, kept in pairs:
+        assert float(masked) == pytest.approx(float(kept), abs=1e-5)
+
+
+def test_egg_topsim_counts_the_eos_padding():
+    """../shared/science/egg.md: objects 00, 01, 11 with messages 12, 2, 21 give 1.0 here and 0.5 in EGG."""
+    objects = np.array([[0, 0], [0, 1], [1, 1]])
+    messages = np.array([[1, 2, 0], [2, 0, 0], [2, 1, 0]])
+    assert metrics.topsim(objects, messages) == pytest.approx(1.0)
+    assert metrics.topsim(objects, messages, padding="egg") == pytest.approx(0.5)
+    # without EOS padding (every message full length) the two conventions agree
+    full = np.array([[1, 2, 3], [2, 2, 1], [3, 1, 1]])
+    assert metrics.topsim(objects, full, padding="egg") == pytest.approx(metrics.topsim(objects, full))
+    with pytest.raises(ValueError, match="padding='bogus': allowed values are content, egg"):
+        metrics.topsim(objects, messages, padding="bogus")
+
+
+@pytest.mark.parametrize("metric", [metrics.posdis, metrics.bosdis])
+def test_disentanglement_refuses_sizes_smaller_than_the_data(metric):
+    objects, messages = np.array([[0, 1], [1, 2]]), np.array([[1, 5, 0], [2, 3, 0]])
+    with pytest.raises(ValueError, match="vocab_size=4 is too small: the messages hold symbol 5; give vocab_size >= 6"):
+        metric(objects, messages, vocab_size=4)
+    with pytest.raises(ValueError, match="n_values=2 is too small: the objects hold value 2; give n_values >= 3"):
+        metric(objects, messages, n_values=2)
+    assert metric(objects, messages) == metric(objects, messages, vocab_size=6, n_values=3)

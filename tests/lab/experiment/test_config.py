@@ -12,9 +12,12 @@ import pytest
 import yaml
 
 from lab import config
-from lab.config import AgentsConfig, Config, ConfigError, GameConfig, TrainConfig
+from games.config import GameConfig
+from lab.core.agents import AgentsConfig
+from lab.core.trainer import TrainConfig
+from lab.experiment.config import SECTIONS, Config, ConfigError
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def write(tmp_path, tree, name="config.yaml"):
@@ -78,11 +81,25 @@ def test_replace_validates():
 
 def test_every_field_is_documented_in_describe():
     text = config.describe()
-    for section in (GameConfig, AgentsConfig, TrainConfig):
+    for section in SECTIONS.values():
         for f in dataclasses.fields(section):
             assert f.metadata["doc"], f.name
-    assert text.count("\n") + 1 == sum(len(dataclasses.fields(s)) for s in (GameConfig, AgentsConfig, TrainConfig))
-    assert "agents.max_len = 5" in text
+    assert text.count("\n") + 1 == sum(len(dataclasses.fields(s)) for s in SECTIONS.values())
+    assert "agents.max_len = 5" in text and "population.pairing = 'random'" in text
+
+
+def test_continuous_fields_are_floats_and_become_hyperparameters():
+    from lab.core.hparams import continuous_keys, hparams_from_config
+
+    keys = continuous_keys(Config)
+    assert {"train.lr", "train.entropy_coeff", "train.temperature", "train.beta2", "interventions.ema_rate"} <= keys
+    assert not keys & {"train.steps", "train.mode", "agents.hidden_size", "population.n_receivers"}
+    for key in keys:
+        section, name = key.split(".")
+        assert isinstance(getattr(getattr(Config(), section), name), float), key
+    hp = hparams_from_config(config.load(overrides=["train.lr=0.01"]), 3)
+    assert {f"{s}.{n}" for s, fields in hp.items() for n in fields} == keys
+    assert hp["train"]["lr"].tolist() == pytest.approx([0.01] * 3)
 
 
 def test_configs_are_frozen():
@@ -124,6 +141,17 @@ BAD = {
                               "game.split=none", "game.n_distractors=4"], ["game.n_distractors", "4", "5"]),
     "compositional split of one attribute": (["game.n_attributes=1"], ["game.split", "compositional", "n_attributes"]),
     "malformed override": (["train.lr"], ["train.lr", "section.field=value"]),
+    "unknown pairing": (["population.pairing=tournament"], ["population.pairing", "'tournament'", "random", "fixed", "round_robin"]),
+    "no senders": (["population.n_senders=0"], ["population.n_senders", "0", ">= 1"]),
+    "no receivers": (["population.n_receivers=0"], ["population.n_receivers", "0", ">= 1"]),
+    "unknown control": (["train.control=bogus"], ["train.control", "'bogus'", "none", "reset", "ideal"]),
+    "ideal with gumbel": (["train.control=ideal", "train.mode=gumbel"], ["train.control='ideal'", "train.mode='reinforce'", "gumbel"]),
+    "ideal in discrimination": (["train.control=ideal", "game.kind=discrimination", "game.n_distractors=2"],
+                                ["train.control='ideal'", "game.kind='reconstruction'"]),
+    "reset holdout of nothing": (["train.control=reset", "interventions.listener_holdout=0.001"],
+                                 ["interventions.listener_holdout=0.001", "at least one"]),
+    "stop accuracy above 1": (["train.stop_accuracy=1.5"], ["train.stop_accuracy", "1.5", "[0.0, 1.0]"]),
+    "temperature decay 0": (["train.temperature_decay=0"], ["train.temperature_decay", "0", "(0.0, 1.0]"]),
 }
 
 
