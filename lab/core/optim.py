@@ -42,7 +42,7 @@ def adam_step(grads, opt_state, params, played: jax.Array | None):
 def adam_statistics(updates, opt_state, lr: jax.Array) -> tuple[jax.Array, jax.Array]:
     """(||update|| / lr, mean sqrt(v_hat)) of the first member: how large Adam's steps are relative to its rate."""
     first = lambda tree: jax.tree.map(lambda leaf: leaf[0], tree)  # noqa: E731
-    norm = optax.global_norm(first(updates)) / lr
+    norm = jnp.sqrt(sum(jnp.sum(u**2) for u in jax.tree.leaves(first(updates)))) / lr
     adam = first(opt_state).inner_state[0]
     count = adam.count.astype(jnp.float32)
     b2 = first(opt_state).hyperparams["b2"]

@@ -23,7 +23,7 @@ subclasses the trainer: a new sampler, objective, estimator or intervention is a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -107,6 +107,15 @@ class TrainState:
     stop_step: jax.Array  # [] int, the step it stopped at (-1: never)
 
 
+class Draw(NamedTuple):
+    """What one step plays: P pairs, each on its own batch of B games."""
+
+    pairs: pop.Pairs
+    ids: jax.Array  # [P, B] target ids among the train objects
+    episodes: games.EnvState  # leaves [P, B, ...]
+    groups: jax.Array  # [P, B]
+
+
 class Trainer:
     """Everything static about a run (world, game, agents, components) and its pure functions.
 
@@ -175,19 +184,21 @@ class Trainer:
             state = state.replace(interventions=tuple(own))
         return state
 
-    def train_step(self, state: TrainState, key: jax.Array, step: jax.Array, hparams: Hparams) -> tuple[TrainState, dict]:
-        """One optimizer step; `step` is the unbatched step number (the population's, for schedules and branches)."""
-        c, t = self.components, self.config.train
-        hp_train, hp_objective, hp_curriculum = hparams["train"], hparams.get("objective", {}), hparams.get("curriculum", {})
-        key_intervene, key_pair, key_draw, key_play = jax.random.split(key, 4)
-        state = self.intervene(state, key_intervene, step, hparams)
-        pairs = pop.pair(self.population, key_pair, step)
+    def draw(self, state: TrainState, key: jax.Array, step: jax.Array, hparams: Hparams) -> Draw:
+        """This step's pairs and their batches: targets drawn from the sampler's distribution, with candidates."""
+        pairs = pop.pair(self.population, jax.random.fold_in(key, 0), step)
         n_pairs = self.population.n_senders
-        env = c.sampler.env(state.sampler, self.train_env, state.step, hparams.get("curriculum", {}))
-        key_ids, key_episodes = jax.random.split(key_draw)
-        ids = jax.vmap(lambda k: self.game.sample_ids(k, env, t.batch_size))(jax.random.split(key_ids, n_pairs))  # [P, B]
+        env = self.components.sampler.env(state.sampler, self.train_env, state.step, hparams.get("curriculum", {}))
+        key_ids, key_episodes = jax.random.split(jax.random.fold_in(key, 1))
+        batch_size = self.config.train.batch_size
+        ids = jax.vmap(lambda k: self.game.sample_ids(k, env, batch_size))(jax.random.split(key_ids, n_pairs))  # [P, B]
         episodes = jax.vmap(self.game.episodes, (0, None, 0))(jax.random.split(key_episodes, n_pairs), env, ids)
-        groups = self.train_groups[ids]  # [P, B]
+        return Draw(pairs, ids, episodes, self.train_groups[ids])
+
+    def loss(self, params: tuple, state: TrainState, draw: Draw, key: jax.Array, hparams: Hparams):
+        """`(sum over pairs of the estimator's surrogate, (rollouts, weights, aux))` for `params = (senders, receivers)`."""
+        c = self.components
+        hp_train, hp_objective, hp_curriculum = hparams["train"], hparams.get("objective", {}), hparams.get("curriculum", {})
 
         def pair_loss(sender_params, receiver_params, episodes, ids, groups, key):
             key_speak, key_reward = jax.random.split(key)
@@ -200,19 +211,26 @@ class Trainer:
             loss, aux = c.estimator.loss(ro, weights, state.estimator, context, hp_train)
             return loss, (ro, weights, aux)
 
-        def loss_fn(params):
-            senders, receivers = params
-            if n_pairs == 1:
-                take = lambda tree, i: pop.take(tree, 0 if jax.tree.leaves(tree)[0].shape[0] == 1 else i)  # noqa: E731
-                loss, out = pair_loss(take(senders, 0), take(receivers, pairs.receivers[0]),
-                                      *jax.tree.map(lambda x: x[0], (episodes, ids, groups)), key_play)
-                return loss, jax.tree.map(lambda x: x[None], out)
-            keys = jax.random.split(key_play, n_pairs)
-            losses, out = jax.vmap(lambda s, r, *rest: pair_loss(pop.take(senders, s), pop.take(receivers, r), *rest))(
-                pairs.senders, pairs.receivers, episodes, ids, groups, keys)
-            return jnp.sum(losses), out
+        senders, receivers = params
+        pairs = draw.pairs
+        if self.population.n_senders == 1:  # no vmap over a single pair: plain (unbatched) matmuls
+            receiver = pop.take(receivers, 0 if self.population.n_receivers == 1 else pairs.receivers[0])
+            loss, out = pair_loss(pop.take(senders, 0), receiver, *jax.tree.map(lambda x: x[0], (draw.episodes, draw.ids, draw.groups)), key)
+            return loss, jax.tree.map(lambda x: x[None], out)
+        keys = jax.random.split(key, self.population.n_senders)
+        losses, out = jax.vmap(lambda s, r, *rest: pair_loss(pop.take(senders, s), pop.take(receivers, r), *rest))(
+            pairs.senders, pairs.receivers, draw.episodes, draw.ids, draw.groups, keys)
+        return jnp.sum(losses), out
 
-        grads, (ro, weights, aux) = jax.grad(loss_fn, has_aux=True)((state.senders, state.receivers))
+    def train_step(self, state: TrainState, key: jax.Array, step: jax.Array, hparams: Hparams) -> tuple[TrainState, dict]:
+        """One optimizer step; `step` is the unbatched step number (the population's, for schedules and branches)."""
+        c = self.components
+        hp_train, hp_objective, hp_curriculum = hparams["train"], hparams.get("objective", {}), hparams.get("curriculum", {})
+        key_intervene, key_draw, key_play = jax.random.split(key, 3)
+        state = self.intervene(state, key_intervene, step, hparams)
+        draw = self.draw(state, key_draw, step, hparams)
+        grads, (ro, weights, aux) = jax.grad(self.loss, has_aux=True)((state.senders, state.receivers), state, draw, key_play, hparams)
+        ids, groups, pairs = draw.ids, draw.groups, draw.pairs
         Q = self.population.n_receivers
         receivers_played = None if Q == 1 else pop.played(pairs.receivers, Q)
         senders, sender_opt, sender_updates = adam_step(grads[0], state.sender_opt, state.senders, None)
