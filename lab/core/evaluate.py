@@ -62,8 +62,8 @@ def eval_sets(game: games.LewisGame, objects: dict[str, np.ndarray], groups: dic
 
 
 def _mean(values: jax.Array, mask: jax.Array) -> jax.Array:
-    w = mask.astype(jnp.float32)
-    return jnp.sum(w * values) / jnp.sum(w)
+    """Mean over the rows in `mask` (padding may hold -inf or nan: it is never multiplied in)."""
+    return jnp.sum(jnp.where(mask, values, 0.0)) / jnp.sum(mask)
 
 
 def members(fn, stacked):
