@@ -1,4 +1,5 @@
-"""lab.controls: listener reset (and the early-stopped refit), listener populations, the ideal listener.
+"""lab.controls and lab.interventions: the listener reset and its early-stopped refit, a population of
+receivers (today's population control), the ideal listener's reward; each composes with a population.
 
 Tiny worlds (K=3, V=3: 22 train objects), GRU-16, 2 seeds under vmap; each compiled function once.
 """
@@ -9,11 +10,12 @@ import numpy as np
 import pytest
 from flax import nnx
 
-import games
-from lab import analysis, checkpoint, config
-from lab.config import ConfigError
-from lab.controls import IdealTrainer, PopulationTrainer, ResetTrainer
-from lab.train import Trainer, hparams_from_config, seed_keys
+import lab
+from lab import analysis, checkpoint
+from lab.core.ideal import decompose, message_log_probs
+from lab.core.optim import adam_init
+from lab.core.refit import fit_receiver
+from lab.core.rollout import rollout
 
 TINY = ["game.n_attributes=3", "game.n_values=3", "agents.hidden_size=16", "agents.embedding_size=8",
         "agents.vocab_size=6", "agents.max_len=3", "train.batch_size=32", "train.seeds=2", "train.lr=0.01",
@@ -21,29 +23,19 @@ TINY = ["game.n_attributes=3", "game.n_values=3", "agents.hidden_size=16", "agen
 
 
 def setup(*overrides):
-    cfg = config.load(overrides=TINY + list(overrides))
-    trainer = Trainer(cfg)
-    keys = seed_keys(cfg)
-    hparams = hparams_from_config(cfg, len(keys))
+    cfg = lab.load(overrides=TINY + list(overrides))
+    trainer = lab.make_trainer(cfg)
+    keys = lab.seed_keys(cfg)
+    hparams = lab.hparams_from_config(cfg, len(keys))
     return trainer, keys, hparams, jax.jit(jax.vmap(trainer.init))(keys, hparams)
 
 
-def test_config_selects_the_control_trainer():
-    # `Trainer(config)` is `Trainer.__new__` then `__init__`; the fixtures below exercise the whole call
-    assert type(Trainer.__new__(Trainer, config.load(overrides=TINY))) is Trainer
-    for control, cls in [("reset", ResetTrainer), ("population", PopulationTrainer), ("ideal", IdealTrainer)]:
-        assert type(Trainer.__new__(Trainer, config.load(overrides=TINY + [f"train.control={control}"]))) is cls
-
-
-@pytest.mark.parametrize("overrides, match", [
-    (["train.control=ideal", "train.mode=gumbel"], "train.control='ideal' needs train.mode='reinforce'"),
-    (["train.control=ideal", "game.kind=discrimination", "game.n_distractors=2"], "game.kind='reconstruction'"),
-    (["train.control=reset", "train.listener_holdout=0.01"], "train.listener_holdout=0.01"),
-    (["train.control=bogus"], "train.control='bogus': allowed values are none, reset, population, ideal"),
-])
-def test_bad_control_settings_name_the_field(overrides, match):
-    with pytest.raises(ConfigError, match=match):
-        config.load(overrides=TINY + overrides)
+def test_the_config_chooses_the_components():
+    reset = lab.make_trainer(lab.load(overrides=TINY + ["train.control=reset"]))
+    assert len(reset.components.interventions) == 1
+    assert lab.make_trainer(lab.load(overrides=TINY)).components.interventions == ()
+    both = lab.make_trainer(lab.load(overrides=TINY + ["train.control=reset", "interventions.ema=true"]))
+    assert len(both.components.interventions) == 2
 
 
 # -- reset ----------------------------------------------------------------------------------------
@@ -52,37 +44,38 @@ def test_bad_control_settings_name_the_field(overrides, match):
 @pytest.fixture(scope="module")
 def reset():
     # refits stop after exactly 2 * window = 6 steps (any loss counts as stalled with this tolerance)
-    return setup("train.control=reset", "train.reset_every=10", "train.listener_window=3",
-                 "train.listener_tolerance=1e9", "train.listener_max_steps=50")
+    return setup("train.control=reset", "interventions.reset_every=10", "interventions.listener_window=3",
+                 "interventions.listener_tolerance=1e9", "interventions.listener_max_steps=50")
 
 
 def test_listener_is_reset_and_refitted_every_reset_every_steps(reset):
     trainer, keys, hparams, state = reset
     block = jax.jit(jax.vmap(trainer.train_block, in_axes=(0, 0, None, 0)))
-    first = block(state, keys, 0, hparams)  # steps 0..9: no reset at step 0
-    np.testing.assert_array_equal(first.receiver_opt.count, [10, 10])
-    second = block(first, keys, 1, hparams)  # step 10: reset, 6 refit steps, then steps 10..19 jointly
-    np.testing.assert_array_equal(second.receiver_opt.count, [16, 16])
-    np.testing.assert_array_equal(second.sender_opt.count, [20, 20])
-    assert trainer.held_out.sum() == 2 and len(trainer.held_out) == 22  # round(0.1 * 22) held out of the refit
+    first, _ = block(state, keys, 0, hparams)  # steps 0..9: no reset at step 0
+    np.testing.assert_array_equal(first.receiver_opt.count[:, 0], [10, 10])
+    second, summary = block(first, keys, 1, hparams)  # step 10: reset, 6 refit steps, then steps 10..19 jointly
+    np.testing.assert_array_equal(second.receiver_opt.count[:, 0], [16, 16])
+    np.testing.assert_array_equal(second.sender_opt.count[:, 0], [20, 20])
+    np.testing.assert_allclose(summary["refit_steps"], 6.0)
 
 
 def test_refit_stops_when_the_loss_stalls_and_at_the_cap(reset):
-    trainer, keys, hparams, state = reset
-    env = games.EnvParams(objects=jnp.asarray(trainer.world.train_objects), probs=state.probs[0])
+    trainer, _, hparams, state = reset
+    spec = trainer.spec
     hp = jax.tree.map(lambda v: v[0], hparams)
-    sender = jax.tree.map(lambda v: v[0], state.sender)
+    sender = jax.tree.map(lambda v: v[0, 0], state.senders)
+    episodes = spec.split_episodes("train")
 
     @jax.jit
     def fit(tolerance, key):
-        receiver = analysis.fresh_receiver(trainer, key)
-        opt = trainer.optimizer(learning_rate=hp.receiver_lr).init(receiver)
-        episodes = trainer.eval_episodes["train"]
-        start = trainer.play(sender, receiver, episodes, key, hp, "sample")
-        result = analysis.fit_listener(trainer, sender, receiver, opt, env, key, hp, 40, 5, tolerance)
-        end = trainer.play(sender, result.receiver, episodes, key, hp, "sample")  # the same messages
-        log_pi = analysis.message_log_probs(trainer.sender(sender), episodes.target, end.message.symbols)
-        return result.steps, analysis.decompose(log_pi, start.log_rho), analysis.decompose(log_pi, end.log_rho)
+        receiver = spec.agents.init_receiver(key)
+        opt = adam_init(receiver, hp["train"]["lr"], hp["train"])
+        message = spec.agents.sender(sender).sample(episodes.target, key)
+        start = rollout(spec.agents.receiver(receiver), episodes, message, "reconstruction")
+        result = fit_receiver(spec.agents, spec.game, sender, receiver, opt, spec.train_env, key, 32, 40, 5, tolerance)
+        end = rollout(spec.agents.receiver(result.receiver), episodes, message, "reconstruction")  # the same messages
+        log_pi = message_log_probs(spec.agents.sender(sender), episodes.target, message.symbols)
+        return result.steps, decompose(log_pi, start.log_rho), decompose(log_pi, end.log_rho)
 
     steps, _, _ = fit(jnp.float32(1e9), jax.random.key(0))  # everything counts as stalled
     assert int(steps) == 10
@@ -93,62 +86,73 @@ def test_refit_stops_when_the_loss_stalls_and_at_the_cap(reset):
     assert float(end.loss) >= float(end.l_info) - 0.05
 
 
-# -- population -----------------------------------------------------------------------------------
+# -- a population of receivers (the population control) -----------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def population():
-    trainer, keys, hparams, _ = setup("train.control=population", "train.n_listeners=3")
+    trainer, keys, hparams, _ = setup("population.n_receivers=3")
     state, history = jax.jit(jax.vmap(trainer.train))(keys, hparams)
-    return trainer, state, jax.device_get(history)
+    return trainer, keys, state, jax.device_get(history)
 
 
 def test_population_holds_stacked_listeners_and_trains_one_per_step(population):
-    trainer, state, _ = population
-    counts = np.asarray(state.receiver_opt.count)  # [seeds, listeners]
+    _, _, state, _ = population
+    counts = np.asarray(state.receiver_opt.count)  # [seeds, receivers]
     assert counts.shape == (2, 3)
-    np.testing.assert_array_equal(counts.sum(axis=1), [20, 20])  # each step updated exactly one listener
+    np.testing.assert_array_equal(counts.sum(axis=1), [20, 20])  # each step updated exactly one receiver
     assert np.all(counts > 0)  # 20 uniform draws among 3 all hit every member (for these seeds)
-    leaves = [np.asarray(leaf) for leaf in jax.tree.leaves(state.receiver)]
+    np.testing.assert_array_equal(np.asarray(state.sender_opt.count), [[20], [20]])
+    leaves = [np.asarray(leaf) for leaf in jax.tree.leaves(state.receivers)]
     assert all(leaf.shape[:2] == (2, 3) for leaf in leaves)
     assert any(not np.allclose(leaf[:, 0], leaf[:, 1]) for leaf in leaves)  # distinct listeners
 
 
-def test_population_metrics_average_the_listeners(population):
-    trainer, state, history = population
+def test_population_metrics_are_per_receiver_and_match_the_standalone_decomposition(population):
+    trainer, keys, state, history = population
     for split in ("train", "test"):
         h = history[split]
-        np.testing.assert_allclose(h["loss"], h["l_info"] + h["l_adapt"], atol=1e-4)
-        assert np.all(np.isfinite(h["accuracy"])) and h["loss"].shape == (2, 3)
-    # the logged loss is the mean over listeners of the per-listener decomposition
-    keys = jax.vmap(lambda k: jax.random.split(k, 3)[2])(seed_keys(trainer.config))
-    per_listener = analysis.decompose_population(trainer, state, trainer.split_objects["train"], keys)
-    assert per_listener.loss.shape == (2, 3)
-    np.testing.assert_allclose(per_listener.loss.mean(axis=1), history["train"]["loss"][:, -1], atol=1e-4)
-    np.testing.assert_allclose(per_listener.l_info[:, 0], history["train"]["l_info"][:, -1], atol=1e-4)
+        np.testing.assert_allclose(h["loss"], h["l_info"][..., None] + h["l_adapt"], atol=1e-4)
+        assert h["loss"].shape == (2, 3, 1, 3) and h["l_info"].shape == (2, 3, 1)
+    eval_keys = jax.vmap(lambda k: trainer.run_keys(k)[2])(keys)
+    per_pair = analysis.decompose_population(trainer.agents, state.senders, state.receivers, trainer.split_objects["train"], eval_keys)
+    assert per_pair.loss.shape == (2, 1, 3)
+    np.testing.assert_allclose(per_pair.loss, history["train"]["loss"][:, -1], atol=1e-4)
+    np.testing.assert_allclose(per_pair.l_info[:, :, 0], history["train"]["l_info"][:, -1], atol=1e-4)
 
 
 def test_population_checkpoint_keeps_every_listener(population, tmp_path):
-    trainer, state, _ = population
+    trainer, _, state, _ = population
     path = tmp_path / checkpoint.FILENAME
-    checkpoint.save(path, state.sender, state.receiver, [0, 1])
+    checkpoint.save(path, state.senders, state.receivers, [0, 1])
     _, receivers, _ = checkpoint.load(path, trainer.config)
-    for saved, loaded in zip(jax.tree.leaves(state.receiver), jax.tree.leaves(receivers)):
-        np.testing.assert_array_equal(saved, loaded)  # [seeds, listeners, ...]
-    _, listener = checkpoint.load_agents(path, trainer.config, index=1, listener=2)
+    for saved, loaded in zip(jax.tree.leaves(state.receivers), jax.tree.leaves(receivers)):
+        np.testing.assert_array_equal(saved, loaded)  # [seeds, receivers, ...]
+    _, listener = checkpoint.load_agents(path, trainer.config, index=1, receiver=2)
     kernel = np.asarray(jax.tree.leaves(nnx.state(listener))[0])
-    np.testing.assert_array_equal(kernel, np.asarray(jax.tree.leaves(state.receiver)[0])[1, 2])
-    with pytest.raises(ValueError, match="listener 3 out of range: the run has 3 listeners"):
-        checkpoint.load_agents(path, trainer.config, listener=3)
+    np.testing.assert_array_equal(kernel, np.asarray(jax.tree.leaves(state.receivers)[0])[1, 2])
+    with pytest.raises(ValueError, match="receiver 3 out of range: the run has 3 receivers"):
+        checkpoint.load_agents(path, trainer.config, receiver=3)
+
+
+def test_reset_composes_with_a_population_of_senders_and_receivers():
+    """`train.control=reset population.n_senders=2 population.n_receivers=3` is a valid run, and every receiver is refitted."""
+    trainer, keys, hparams, state = setup("train.control=reset", "population.n_senders=2", "population.n_receivers=3",
+                                          "interventions.reset_every=10", "interventions.listener_window=3",
+                                          "interventions.listener_tolerance=1e9")
+    state, summary = jax.jit(jax.vmap(trainer.train_block, in_axes=(0, 0, None, 0)))(state, keys, 1, hparams)  # steps 10..19
+    counts = np.asarray(state.receiver_opt.count)  # [seeds, 3]: 6 refit steps, then one per step it played
+    played = counts.sum(axis=1) - 3 * 6  # 2 senders a step; a receiver both draw learns once, from both
+    assert np.all(counts >= 6) and np.all((played >= 10) & (played <= 20)) and np.all(counts > 6)
 
 
 # -- ideal listener -------------------------------------------------------------------------------
 
 
-def brute_force_log_pihat(trainer, sender_params, targets, symbols):
+def brute_force_log_pihat(spec, sender_params, targets, symbols):
     """log pihat(x_b|m_b) under the uniform train prior, every pair teacher-forced one by one."""
-    sender = trainer.sender(sender_params)
-    objects = jnp.asarray(trainer.world.train_objects)
+    sender = spec.agents.sender(sender_params)
+    objects = jnp.asarray(spec.world.train_objects)
     log_pi = jax.vmap(lambda m: jax.vmap(lambda x: sender.log_prob(x[None], m[None])[0])(objects))(symbols)  # [B, n]
     own = jnp.argmax(jnp.all(targets[:, None] == objects[None], -1), axis=1)
     return log_pi[jnp.arange(len(symbols)), own] - jax.scipy.special.logsumexp(log_pi, axis=1)
@@ -157,25 +161,36 @@ def brute_force_log_pihat(trainer, sender_params, targets, symbols):
 @pytest.fixture(scope="module")
 def ideal():
     trainer, keys, hparams, state = setup("train.control=ideal", "train.ideal_size=0")
-    sender = jax.tree.map(lambda v: v[0], state.sender)
-    targets = jnp.asarray(trainer.world.train_objects[:8])
-    message = trainer.sender(sender).sample(targets, jax.random.key(5))
-    return trainer, keys, hparams, state, sender, targets, message
+    sender_params = jax.tree.map(lambda v: v[0, 0], state.senders)
+    ids = jnp.arange(8)
+    targets = jnp.asarray(trainer.world.train_objects)[ids]
+    message = trainer.agents.sender(sender_params).sample(targets, jax.random.key(5))
+    return trainer, keys, hparams, state, sender_params, ids, targets, message
+
+
+def ideal_reward(trainer, sender_params, ids, targets, message, key):
+    from lab.controls import ideal_reward as make
+    from lab.core.estimators import Context
+    from lab.core.rollout import Rollout
+
+    reward = make(trainer.spec)
+    ro = Rollout(message, jnp.zeros(len(ids)), jnp.zeros(len(ids), bool), jnp.zeros((len(ids), 1), bool))
+    return reward(ro, Context(trainer.agents.sender(sender_params), targets, ids, None, jnp.int32(0), key))
 
 
 def test_ideal_reward_is_the_bayes_posterior_of_the_speaker(ideal):
-    trainer, _, _, _, sender, targets, message = ideal
-    exact = jax.jit(trainer.ideal_log_pihat)(sender, targets, message.symbols, message.log_prob, jax.random.key(0))
-    reference = jax.jit(brute_force_log_pihat, static_argnums=0)(trainer, sender, targets, message.symbols)
+    trainer, _, _, _, sender, ids, targets, message = ideal
+    exact = jax.jit(lambda s, k: ideal_reward(trainer, s, ids, targets, message, k))(sender, jax.random.key(0))
+    reference = jax.jit(brute_force_log_pihat, static_argnums=0)(trainer.spec, sender, targets, message.symbols)
     np.testing.assert_allclose(exact, reference, atol=1e-4)
     assert np.all(np.asarray(exact) <= 1e-6)
 
 
 def test_sampled_ideal_normaliser_is_unbiased(ideal):
-    trainer, _, _, _, sender, targets, message = ideal
-    exact = jax.jit(trainer.ideal_log_pihat)(sender, targets, message.symbols, message.log_prob, jax.random.key(0))
-    sampled_trainer = Trainer(config.replace(trainer.config, **{"train.ideal_size": 6}))
-    draws = jax.jit(jax.vmap(lambda k: sampled_trainer.ideal_log_pihat(sender, targets, message.symbols, message.log_prob, k)))(
+    trainer, _, _, _, sender, ids, targets, message = ideal
+    exact = jax.jit(lambda s, k: ideal_reward(trainer, s, ids, targets, message, k))(sender, jax.random.key(0))
+    sampled = lab.make_trainer(lab.config.replace(trainer.config, **{"train.ideal_size": 6}))
+    draws = jax.jit(jax.vmap(lambda k: ideal_reward(sampled, sender, ids, targets, message, k)))(
         jax.random.split(jax.random.key(1), 3000))  # [draws, B]
     assert np.all(np.asarray(draws) <= 1e-6)
     # E[1 / pihat_sampled] = 1 / pihat: the normaliser pi(m) is estimated without bias
@@ -186,7 +201,8 @@ def test_sampled_ideal_normaliser_is_unbiased(ideal):
 
 def test_ideal_control_trains_under_vmap_with_the_ideal_reward_as_baseline(ideal):
     trainer, keys, hparams, state, *_ = ideal
-    state = jax.jit(jax.vmap(trainer.train_block, in_axes=(0, 0, None, 0)))(state, keys, 0, hparams)
+    state, summary = jax.jit(jax.vmap(trainer.train_block, in_axes=(0, 0, None, 0)))(state, keys, 0, hparams)
     assert np.all(np.asarray(state.step) == 10)
-    assert np.all(np.asarray(state.baseline) <= 0) and np.all(np.asarray(state.baseline) < -1e-3)  # tracks log pihat <= 0
-    assert np.all(np.isfinite(np.asarray(jax.tree.leaves(state.sender)[0])))
+    assert np.all(np.asarray(summary["baseline"]) < -1e-3)  # tracks log pihat <= 0
+    assert np.all(np.asarray(summary["reward"]) <= 0)
+    assert np.all(np.isfinite(np.asarray(jax.tree.leaves(state.senders)[0])))
