@@ -16,10 +16,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from lab import analysis, config, metrics
+import games
+import lab
+from lab import analysis, metrics
 from lab.analysis import decomposition
-from lab.agents import Sender
-from lab.train import Trainer, hparams_from_config, seed_keys
+from lab.core.agents import Sender
+from lab.core.rollout import rollout
 
 # -- tabular agents -----------------------------------------------------------------------------
 
@@ -209,8 +211,8 @@ def test_teacher_forcing_resumes_where_it_stopped():
     sender = Sender(2, 3, 4, 5, "gru", 8, 4, rngs=nnx.Rngs(0))
     objects = jnp.array([[a, b] for a in range(3) for b in range(3)])  # [9, 2]
     messages = sender.sample(objects, jax.random.key(1)).symbols  # [9, 5], some end early
-    alive = analysis.alive_positions(messages)
-    carry = sender.cell.initial_carry(sender.encoder(jax.nn.one_hot(objects, 3).reshape(9, -1)))
+    alive = games.messages.alive(messages)
+    carry = sender.start(objects)
     head, carry = analysis.teacher_force(sender, carry, jnp.full(9, 4), messages[:, :2], alive[:, :2])
     tail, _ = analysis.teacher_force(sender, carry, messages[:, 1], messages[:, 2:], alive[:, 2:])
     np.testing.assert_allclose(head + tail, sender.log_prob(objects, messages), atol=1e-5)
@@ -237,16 +239,16 @@ def test_the_sampled_normaliser_is_unbiased():
 
 TINY = ["game.n_attributes=3", "game.n_values=3", "agents.hidden_size=16", "agents.embedding_size=8",
         "agents.vocab_size=6", "agents.max_len=3", "train.batch_size=64", "train.steps=300", "train.eval_every=100",
-        "train.seeds=2", "train.lr=0.01", "train.listener_max_steps=150", "train.listener_window=10"]
+        "train.seeds=2", "train.lr=0.01", "interventions.listener_max_steps=150", "interventions.listener_window=10"]
 
 
 @pytest.fixture(scope="module")
 def trained():
-    cfg = config.load(overrides=TINY)
-    trainer = Trainer(cfg)
-    keys = seed_keys(cfg)
-    state, history = jax.jit(jax.vmap(trainer.train))(keys, hparams_from_config(cfg, len(keys)))
-    eval_keys = jax.vmap(lambda k: jax.random.split(k, 3)[2])(keys)  # the key `Trainer.train` evaluates with
+    cfg = lab.load(overrides=TINY)
+    trainer = lab.make_trainer(cfg)
+    keys = lab.seed_keys(cfg)
+    state, history = jax.jit(jax.vmap(trainer.train))(keys, lab.hparams_from_config(cfg, len(keys)))
+    eval_keys = jax.vmap(lambda k: trainer.run_keys(k)[2])(keys)  # the key the evaluation samples its messages with
     return trainer, state, jax.device_get(history), eval_keys
 
 
@@ -265,7 +267,7 @@ def test_training_logs_the_decomposition_per_split(trained):
 def test_decomposition_of_trained_agents_matches_the_game_loss_on_the_same_messages(trained):
     trainer, state, history, eval_keys = trained
     for split in ("train", "test"):
-        d = analysis.decompose_population(trainer, state, trainer.split_objects[split], eval_keys)
+        d = analysis.decompose_population(trainer.agents, state.senders, state.receivers, trainer.split_objects[split], eval_keys)
         np.testing.assert_allclose(d.loss, history[split]["loss"][:, -1], atol=1e-4)
         np.testing.assert_allclose(d.l_info, history[split]["l_info"][:, -1], atol=1e-4)
         np.testing.assert_allclose(d.l_adapt, history[split]["l_adapt"][:, -1], atol=1e-4)
@@ -277,34 +279,29 @@ def test_sampled_columns_estimate_the_exact_decomposition(trained):
     errors = []
     for seed in range(8):
         keys = jax.random.split(jax.random.key(seed), 2)
-        exact = analysis.decompose_population(trainer, state, objects, keys)
-        estimate = analysis.decompose_population(trainer, state, objects, keys, columns=4)
+        exact = analysis.decompose_population(trainer.agents, state.senders, state.receivers, objects, keys)
+        estimate = analysis.decompose_population(trainer.agents, state.senders, state.receivers, objects, keys, columns=4)
         np.testing.assert_allclose(estimate.loss, exact.loss, atol=1e-5)  # the same messages and listener
         np.testing.assert_allclose(estimate.l_info + estimate.l_adapt, estimate.loss, atol=1e-4)
         errors.append(estimate.l_info - exact.l_info)
         assert np.all(np.asarray(exact.l_info) > 0.05)  # something to estimate
     assert np.all(np.abs(np.mean(errors, axis=0)) < 0.01), errors  # measured: 0.002; unweighted columns: 0.015
     assert np.any(np.asarray(errors) != 0)  # it did sample
-    all_columns = analysis.decompose_population(trainer, state, objects, keys, columns=21)  # n - 1 columns: exact
+    all_columns = analysis.decompose_population(trainer.agents, state.senders, state.receivers, objects, keys, columns=21)  # n - 1 columns: exact
     np.testing.assert_allclose(all_columns.l_info, exact.l_info, atol=1e-6)
 
 
 def test_trainer_skips_the_decomposition_for_discrimination():
-    trainer = Trainer(config.load(overrides=TINY + ["game.kind=discrimination", "game.n_distractors=2"]))
-    hparams = hparams_from_config(trainer.config)
-    state = jax.eval_shape(trainer.init, jax.random.key(0), hparams)
-    metrics = jax.eval_shape(trainer.evaluate, state, jax.random.key(1), hparams)
+    trainer = lab.make_trainer(lab.load(overrides=TINY + ["game.kind=discrimination", "game.n_distractors=2"]))
+    state = jax.eval_shape(trainer.init, jax.random.key(0), lab.hparams_from_config(trainer.config))
+    metrics = jax.eval_shape(trainer.evaluate, state, jax.random.key(1))
     assert "loss" in metrics["train"] and "l_info" not in metrics["train"] and "l_adapt" not in metrics["train"]
 
 
 def test_probe_listener_bounds_the_information_loss(trained):
     trainer, state, history, eval_keys = trained
-    hparams = hparams_from_config(trainer.config, 2)
-
-    def one(sender, hparams, key):
-        return analysis.probe(trainer, sender, "train", key, hparams)
-
-    result = jax.jit(jax.vmap(one))(state.sender, hparams, eval_keys)
+    hparams = lab.hparams_from_config(trainer.config, 2)
+    result = analysis.probe_population(trainer.spec, state.senders, "train", eval_keys, hparams)["train"]
     l_info = history["train"]["l_info"][:, -1]
     n_values, n_attributes = trainer.config.game.n_values, trainer.config.game.n_attributes
     # the same messages as the logged l_info: the probe's loss sits above it, far below chance
@@ -315,24 +312,22 @@ def test_probe_listener_bounds_the_information_loss(trained):
 
 
 def test_a_split_larger_than_eval_size_is_measured_on_a_fixed_uniform_subset():
-    trainer = Trainer(config.load(overrides=TINY + ["train.eval_size=10"]))
-    index = trainer.eval_subset["train"]
+    trainer = lab.make_trainer(lab.load(overrides=TINY + ["train.eval_size=10"]))
+    sets = trainer.eval_sets  # [splits, ...]: train first
+    index = np.asarray(sets.subset[0])[np.asarray(sets.subset_mask[0])]
     assert len(index) == 10 and len(set(index)) == 10 and np.all(np.diff(index) > 0) and index.max() < 22
     assert index.max() > 10  # a random subset, not the first objects (which share attribute values)
-    hparams = hparams_from_config(trainer.config)
+    state = trainer.init(jax.random.key(0), lab.hparams_from_config(trainer.config))
+    key = jax.random.key(1)
+    logged = jax.jit(trainer.evaluate)(state, key)["train"]
 
-    @jax.jit
-    def terms(key):
-        state = trainer.init(key, hparams)
-        sampled = trainer.play(state.sender, state.receiver, trainer.eval_episodes["train"], key, hparams, "sample")
-        return trainer.decompose(state.sender, sampled, "train"), -jnp.mean(sampled.log_rho[index])
-
-    logged, subset_loss = terms(jax.random.key(0))
-    assert float(logged["l_info"] + logged["l_adapt"]) == pytest.approx(float(subset_loss), abs=1e-5)
+    # the decomposition sums to the loss of the subset's sampled messages, computed here on its own
+    objects = jnp.asarray(trainer.split_objects["train"])
+    sender, receiver = trainer.sender(state), trainer.receiver(state)
+    episodes = trainer.spec.split_episodes("train")
+    log_rho = rollout(receiver, episodes, sender.sample(objects, key), "reconstruction").log_rho
+    assert float(logged["l_info"] + logged["l_adapt"]) == pytest.approx(-float(jnp.mean(log_rho[index])), abs=1e-5)
     assert 0 <= float(logged["l_info"]) <= math.log(10) + 1.0
-
     # topsim is measured on the same subset
-    state = trainer.init(jax.random.key(0), hparams)
-    logged = jax.jit(trainer.evaluate)(state, jax.random.key(1), hparams)["train"]["topsim"]
-    symbols = trainer.sender(state.sender).greedy(jnp.asarray(trainer.split_objects["train"])).symbols
-    assert float(logged) == pytest.approx(metrics.topsim(trainer.split_objects["train"][index], symbols[index]), abs=1e-5)
+    symbols = sender.greedy(objects).symbols
+    assert float(logged["topsim"]) == pytest.approx(metrics.topsim(trainer.split_objects["train"][index], symbols[index]), abs=1e-5)
