@@ -19,7 +19,7 @@ import yaml
 
 import games
 from lab import checkpoint, cli, config, results
-from lab.run import read_config
+from lab.experiment.run import read_config
 
 # the YAML file holds the world, the command line the rest: both paths into the config are used
 YAML = {"game": {"n_attributes": 2, "n_values": 3}, "agents": {"hidden_size": 32, "embedding_size": 16}}
@@ -82,10 +82,12 @@ def test_metrics_parquet_is_a_tidy_table(table, expected_config):
     assert list(table.columns[:5]) == results.COLUMNS
     assert set(table["seed"]) == {t.seed, t.seed + 1}
     assert set(table["step"]) == {0, 100, 200}
-    assert set(table["split"]) == {"train", "test"}
+    assert set(table["split"]) == {"train", "test", "batch"}
+    batch = table[table["split"] == "batch"]
+    assert set(batch["step"]) == {100, 200} and {"loss", "accuracy", "sender_update_ratio"} <= set(batch["metric"])
     assert {"accuracy", "topsim", "loss"} <= set(table["metric"])
     assert not table.duplicated(["seed", "step", "split", "metric"]).any()
-    accuracy = table[table["metric"] == "accuracy"]["value"]
+    accuracy = table[(table["metric"] == "accuracy") & (table["split"] != "batch")]["value"]
     assert len(accuracy) == 2 * 3 * 2 and accuracy.between(0, 1).all()
 
 
@@ -97,7 +99,7 @@ def test_a_summary_is_printed(run):
 
 
 def greedy_accuracy(sender, receiver, objects: np.ndarray) -> float:
-    """Reconstruction accuracy of greedy messages, read where each message ends (independent of lab.train)."""
+    """Reconstruction accuracy of greedy messages, read where each message ends (independent of the trainer's rollout)."""
     objects = jnp.asarray(objects)
     symbols = sender.greedy(objects).symbols  # [n, max_len], 0 after the first EOS
     log_p = receiver.reconstruct(jax.nn.one_hot(symbols, sender.vocab_size))  # [n, max_len, K, V]
@@ -113,7 +115,7 @@ def test_checkpoint_gives_the_logged_greedy_accuracy(run, table, expected_config
                              g.zipf_exponent, g.seed)
     _, _, seeds = checkpoint.load(out / checkpoint.FILENAME, expected_config)
     np.testing.assert_array_equal(seeds, [3, 4])
-    last = table[(table["step"] == expected_config.train.steps) & (table["metric"] == "accuracy")]
+    last = table[(table["step"] == expected_config.train.steps) & (table["metric"] == "accuracy") & (table["split"] != "batch")]
     for index, seed in enumerate(seeds):
         sender, receiver = checkpoint.load_agents(out / checkpoint.FILENAME, expected_config, index)
         for split, objects in (("train", world.train_objects), ("test", world.test_objects)):
@@ -143,6 +145,9 @@ BAD = {
     "unknown cell": (["agents.cell=transformer"], "agents.cell"),
     "steps not a multiple of eval_every": (["train.eval_every=150"], "train.eval_every"),
     "malformed override": (["train.lr"], "train.lr"),
+    "unknown pairing": (["population.pairing=tournament"], "population.pairing"),
+    "no receivers": (["population.n_receivers=0"], "population.n_receivers"),
+    "ideal with gumbel": (["train.control=ideal", "train.mode=gumbel"], "train.control"),
 }
 
 
@@ -199,3 +204,17 @@ def test_out_that_is_a_file_exits_2(tmp_path, capsys):
     assert cli.main(["run", "--out", str(out), "--quiet", *OVERRIDES]) == 2
     assert "file" in capsys.readouterr().err
     assert out.read_text() == "not a directory"
+
+
+def test_a_population_run_writes_sender_and_receiver_columns(tmp_path, config_file):
+    """`train.control=reset population.n_senders=2 population.n_receivers=3` is a valid run (few steps)."""
+    out = tmp_path / "population"
+    assert cli.main(["run", "--out", str(out), "--config", str(config_file), "--quiet", *OVERRIDES, "train.steps=20", "train.eval_every=10",
+                     "train.control=reset", "interventions.reset_every=10", "interventions.listener_max_steps=20",
+                     "population.n_senders=2", "population.n_receivers=3"]) == 0
+    table = pd.read_parquet(out / "metrics.parquet")
+    pairs = table[(table.metric == "accuracy") & (table.split == "train")]
+    assert set(zip(pairs.sender, pairs.receiver)) == {(s, r) for s in range(2) for r in range(3)}
+    cfg = read_config(out)
+    sender, receiver = checkpoint.load_agents(out / checkpoint.FILENAME, cfg, index=1, sender=1, receiver=2)
+    assert sender.vocab_size == cfg.agents.vocab_size
