@@ -22,10 +22,10 @@ import pytest
 
 from lab import checkpoint, results
 from lab.cli import main
-from lab.config import ConfigError, load
-from lab.sweep import (SEED_FIELDS, chunks, load_plan, make_plan, open_store, read_manifest, read_results, run_sweep,
-                       static_key)
-from lab.train import CONTINUOUS, hparams_from_config
+from lab.core.hparams import continuous_keys, hparams_from_config
+from lab.experiment.config import Config, ConfigError, load
+from lab.experiment.sweep import chunks, load_plan, make_plan, open_store, read_manifest, read_results, run_sweep, static_key
+from lab.experiment.sweep.plan import SEED_FIELDS
 
 ROOT = Path(__file__).resolve().parents[3]
 TINY = ROOT / "sweeps" / "tiny.yaml"
@@ -100,9 +100,10 @@ def test_chunks_hold_unfinished_cells_and_share_one_padded_size():
 
 def test_continuous_fields_vary_inside_one_compile_group():
     config = load()
-    for key in CONTINUOUS:  # each reaches the trainer through Hparams, and leaves the compile group alone
+    for key in continuous_keys(Config):  # each reaches the trainer through Hparams, and leaves the compile group alone
         section, name = key.split(".")
-        changed = load(overrides=[f"{key}={getattr(getattr(config, section), name) * 2 + 0.5}"])
+        value = getattr(getattr(config, section), name)
+        changed = load(overrides=[f"{key}={value / 2 if 0 < value <= 1 else value * 2 + 0.5}"])  # some live in (0, 1]
         assert static_key(changed) == static_key(config), key
         pairs = zip(jax.tree.leaves(hparams_from_config(config)), jax.tree.leaves(hparams_from_config(changed)))
         assert any(not np.array_equal(x, y) for x, y in pairs), key
@@ -163,7 +164,7 @@ def test_ray_backend_without_ray_is_a_clear_error(tmp_path, monkeypatch):
 def test_population_call_shards_and_pads_over_several_devices(env):
     code = """
 import jax, jax.numpy as jnp, numpy as np
-from lab.sweep import population_call
+from lab.experiment.execute import population_call
 assert len(jax.local_devices()) == 2
 fn = lambda key, h: (jax.random.uniform(key), h * 2.0)
 keys, h = jax.vmap(jax.random.key)(jnp.arange(3)), jnp.arange(3.0)
@@ -184,7 +185,8 @@ def test_store_is_one_parquet_dataset_with_configs_and_checkpoints(reference):
     assert list(table.columns) == ["cell", "agents.cell", "train.lr", *results.COLUMNS]
     assert pd.read_parquet(out / "metrics").shape == table.shape  # one line reads it all
     n_metrics = table.groupby("split")["metric"].nunique()
-    assert len(table) == 4 * 2 * 3 * n_metrics.sum()  # cells x seeds x evaluations x (split, metric)
+    evaluations = {"train": 3, "test": 3, "batch": 2}  # the training statistics start after the first block
+    assert len(table) == sum(4 * 2 * evaluations[split] * n for split, n in n_metrics.items())  # cells x seeds x evaluations x metrics
     assert not table.duplicated(ROW_KEYS).any()
     plan = load_plan(TINY)
     for cell in plan.cells:
