@@ -6,7 +6,7 @@ The study itself (four compiled trainers) runs in notebooks/02 under the noteboo
 import pandas as pd
 import pytest
 
-from lab import studies
+from lab.report.studies import coadaptation as studies
 from lab.cli import main
 
 
