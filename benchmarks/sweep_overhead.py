@@ -2,11 +2,11 @@
 
 The sweep is sweeps/lr_seeds.yaml: the small config, 8 learning rates x 8 seeds = 64 runs, one
 compile group. It is timed from the plan to every file written (parquet parts, configs,
-checkpoints); the baseline is `jax.jit(jax.vmap(Trainer(config).train))` of the same 64
-(learning rate, seed) runs, from a fresh Trainer to the metrics on the host. Both compile from
+checkpoints); the baseline is `jax.jit(jax.vmap(make_trainer(config).train))` of the same 64
+(learning rate, seed) runs, from a fresh trainer to the metrics on the host. Both compile from
 scratch (the persistent compilation cache is switched off), in alternation, best of `--repeats`.
 Goal: ratio under 1.3. On a shared machine both times swing with the load; `overhead_seconds`
-(the sweep's time outside its compiled call: planning, Trainer, tidy tables, files) does not.
+(the sweep's time outside its compiled call: planning, building the trainer, tidy tables, files) does not.
 
     python benchmarks/sweep_overhead.py [--sweep sweeps/lr_seeds.yaml] [--repeats 2] [--out FILE]
 """
@@ -23,17 +23,18 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-from lab import sweep as lab_sweep
-from lab.sweep import load_plan, run_sweep
-from lab.train import Trainer, hparams_from_config, seed_keys
+import lab
+from lab.core.hparams import concatenate
+from lab.experiment.sweep import calls as sweep_calls
+from lab.experiment.sweep import load_plan, run_sweep
 
 
 def single_call(plan) -> tuple[float, float]:
     """(seconds from nothing compiled, seconds of a second call) of one jit(vmap(train)) over the plan's runs."""
     start = time.perf_counter()
-    trainer = Trainer(plan.cells[0].config)
-    keys = jnp.concatenate([seed_keys(c.config) for c in plan.cells])
-    hparams = jax.tree.map(lambda *h: jnp.concatenate(h), *[hparams_from_config(c.config, c.config.train.seeds) for c in plan.cells])
+    trainer = lab.make_trainer(plan.cells[0].config)
+    keys = jnp.concatenate([lab.seed_keys(c.config) for c in plan.cells])
+    hparams = concatenate([lab.hparams_from_config(c.config, c.config.train.seeds) for c in plan.cells])
     call = jax.jit(jax.vmap(trainer.train))
     jax.device_get(call(keys, hparams)[1])
     first = time.perf_counter() - start
@@ -45,7 +46,7 @@ def single_call(plan) -> tuple[float, float]:
 def sweep(plan, folder: Path) -> tuple[float, float]:
     """(seconds of the whole sweep, seconds inside its compiled call)."""
     inside = []
-    call = lab_sweep.population_call
+    call = sweep_calls.run_population
 
     def timed(*args, **kwargs):
         start = time.perf_counter()
@@ -54,13 +55,13 @@ def sweep(plan, folder: Path) -> tuple[float, float]:
         finally:
             inside.append(time.perf_counter() - start)
 
-    lab_sweep.population_call = timed
+    sweep_calls.run_population = timed
     try:
         start = time.perf_counter()
         run_sweep(plan, folder, progress=False, log=lambda _: None)
         return time.perf_counter() - start, sum(inside)
     finally:
-        lab_sweep.population_call = call
+        sweep_calls.run_population = call
 
 
 def main() -> None:

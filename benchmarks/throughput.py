@@ -17,10 +17,12 @@ import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from lab import config as lab_config
-from lab.train import Trainer, hparams_from_config, seed_keys
+from lab import hparams_from_config, make_trainer, seed_keys
+from lab.core.trainer import Trainer
 
 
 def train_steps(trainer: Trainer, steps: int):
@@ -28,7 +30,8 @@ def train_steps(trainer: Trainer, steps: int):
 
     def run(key, hparams):
         state = trainer.init(key, hparams)
-        state, aux = jax.lax.scan(lambda s, k: trainer.train_step(s, k, hparams), state, jax.random.split(key, steps))
+        state, aux = jax.lax.scan(lambda s, xs: trainer.train_step(s, xs[0], xs[1], hparams), state,
+                                  (jax.random.split(key, steps), jnp.arange(steps)))
         return aux["accuracy"]
 
     return jax.jit(jax.vmap(run))
@@ -36,7 +39,7 @@ def train_steps(trainer: Trainer, steps: int):
 
 def games_per_second(config, population: int, steps: int, repeats: int = 2) -> dict:
     config = lab_config.replace(config, **{"train.seeds": population})
-    trainer = Trainer(config)
+    trainer = make_trainer(config)
     keys, hparams = seed_keys(config), hparams_from_config(config, population)
     fn = train_steps(trainer, steps)
     start = time.perf_counter()
@@ -56,7 +59,7 @@ def games_per_second(config, population: int, steps: int, repeats: int = 2) -> d
 def time_to_accuracy(config, target: float = 0.95, steps: int = 600, eval_every: int = 25) -> dict:
     """Wall time (compile included) until one seed's greedy train accuracy reaches `target`."""
     config = lab_config.replace(config, **{"train.seeds": 1, "train.steps": steps, "train.eval_every": eval_every})
-    trainer = Trainer(config)
+    trainer = make_trainer(config)
     fn = jax.jit(trainer.train)
     key, hparams = seed_keys(config)[0], hparams_from_config(config)
     start = time.perf_counter()
