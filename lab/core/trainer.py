@@ -277,8 +277,9 @@ class Trainer:
         def step(state, xs):
             key, number = xs
             new, summary = self.train_step(state, key, number, hparams)
-            if self.config.train.stop_accuracy > 0:  # a stopped run keeps its state
+            if self.config.train.stop_accuracy > 0:  # a stopped run keeps its state, and its steps report nothing
                 new = jax.tree.map(lambda a, b: jnp.where(state.stopped, a, b), state, new)
+                summary = jax.tree.map(lambda v: jnp.where(state.stopped, jnp.nan, v), summary)
             return new, summary
 
         state, summaries = jax.lax.scan(step, state, (jax.random.split(key, every), steps))

@@ -4,7 +4,8 @@
 (an evaluation and `eval_every` optimizer steps, one compiled program) once per evaluation from
 the host: a progress bar advances between calls, no host callback sits inside the program, so
 JAX's persistent compilation cache can keep it (lab.experiment.cache). The numbers are those of
-`jit(vmap(trainer.train))`, which scans the same block.
+`jit(vmap(trainer.train))`, which scans the same block. When early stopping (`train.stop_accuracy`)
+has frozen every run, the loop ends there: the remaining evaluations repeat the last one.
 
 The population is padded to `size` runs (repeating the last; dropped from the result), so a chunk
 smaller than the others reuses their compiled call, and split over the local devices.
@@ -69,7 +70,18 @@ def run_population(trainer: Trainer, keys: jax.Array, hparams, size: int | None 
         history.append(jax.device_get(metrics))
         if on_block is not None:
             on_block(index, state, history[-1])
+        if trainer.config.train.stop_accuracy > 0 and index < trainer.n_evals and np.all(jax.device_get(state.stopped)):
+            history += frozen(history[-1], trainer.n_evals - index)  # every run stopped: the rest would repeat itself
+            if on_block is not None:
+                for later in range(index + 1, trainer.n_evals + 1):
+                    on_block(later, state, history[later])
+            break
     history = jax.tree.map(lambda *evals: np.stack(evals, axis=1), *history)  # [runs, n_evals + 1, ...]
     history = shift_batch(history, axis=1)
     state = jax.device_get(state)
     return jax.tree.map(lambda a: np.asarray(a)[:n], state), jax.tree.map(lambda a: a[:n], history)
+
+
+def frozen(metrics: dict, n: int) -> list[dict]:
+    """The `n` evaluations of runs that all stopped: the same metrics (no training statistics: NaN)."""
+    return [metrics] * n
