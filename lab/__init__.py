@@ -16,9 +16,11 @@ from lab import analysis
 from lab.core import metrics
 from lab.core.hparams import hparams_from_config, with_values
 from lab.core.trainer import Trainer, TrainState, seed_keys
-from lab.experiment import checkpoint, config, results
+from lab.experiment import cache, checkpoint, config, results
 from lab.experiment.build import make_train, make_trainer
 from lab.experiment.config import Config, ConfigError, load
+
+cache.enable()  # compile a config once, not once per process (LAB_CACHE=off turns it off)
 
 
 def train_population(config: Config, trainer: Trainer | None = None, hparams=None):
