@@ -19,6 +19,7 @@ over the (sender, receiver) pairs of a population.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -26,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lab import dro
+from lab.core.agents import Agents
 from lab.core.evaluate import members
 from lab.core.rollout import rollout
 from lab.core.trainer import Trainer
@@ -62,23 +64,34 @@ class Selection(NamedTuple):
     correct: dict  # {split: [runs, M, n_split]} 0-1 correctness of every snapshot on every object of the split
 
 
-def snapshot_correct(trainer: Trainer, snapshots: dict, split: str) -> np.ndarray:
-    """`[runs, M, n]`: whether each snapshot's greedy message is decoded right, for each object of `split`."""
-    episodes = trainer.spec.split_episodes(split)
-    agents, kind = trainer.agents, trainer.game.kind
+CHUNK = 16  # snapshots scored per compiled call: one program for any number of runs and snapshots
 
-    def correct(senders, receivers):
+
+@functools.lru_cache(maxsize=8)
+def _correct_program(game_config, agents_config):
+    """`jit(vmap(correct))(episodes, senders [CHUNK, P, ...], receivers [CHUNK, Q, ...]) -> [CHUNK, n]`, one per world and agents."""
+    agents, kind = Agents(game_config, agents_config), game_config.kind
+
+    def correct(episodes, senders, receivers):
         def per_sender(sender_params):
             message = agents.sender(sender_params).greedy(episodes.target)
             return members(lambda r: rollout(agents.receiver(r), episodes, message, kind).correct, receivers)
 
-        return jnp.mean(members(per_sender, senders).astype(jnp.float32), axis=(0, 1))
+        return jnp.mean(members(per_sender, senders).astype(jnp.float32), axis=(0, 1))  # over the pairs
 
-    senders, receivers = snapshots["senders"], snapshots["receivers"]
-    runs, m = jax.tree.leaves(senders)[0].shape[:2]
-    flat = lambda tree: jax.tree.map(lambda a: a.reshape(runs * m, *a.shape[2:]), tree)  # noqa: E731
-    out = jax.jit(jax.vmap(correct))(flat(senders), flat(receivers))
-    return np.asarray(out).reshape(runs, m, -1)
+    return jax.jit(jax.vmap(correct, in_axes=(None, 0, 0)))
+
+
+def snapshot_correct(trainer: Trainer, snapshots: dict, split: str) -> np.ndarray:
+    """`[runs, M, n]`: whether each snapshot's greedy message is decoded right, for each object of `split`."""
+    program = _correct_program(trainer.config.game, trainer.config.agents)
+    episodes = trainer.spec.split_episodes(split)
+    runs, m = jax.tree.leaves(snapshots["senders"])[0].shape[:2]
+    total = runs * m
+    take = np.minimum(np.arange(-(-total // CHUNK) * CHUNK), total - 1)  # padded with the last snapshot
+    flat = jax.tree.map(lambda a: a.reshape(total, *a.shape[2:])[take], (snapshots["senders"], snapshots["receivers"]))
+    out = [np.asarray(program(episodes, *jax.tree.map(lambda a: a[i:i + CHUNK], flat))) for i in range(0, len(take), CHUNK)]
+    return np.concatenate(out)[:total].reshape(runs, m, -1)
 
 
 def adversary_log_ratios(trainer: Trainer, snapshots: dict) -> np.ndarray | None:

@@ -44,7 +44,7 @@ from lab.report.studies.common import Study
 # is drawn ~400 times as often as the rarest; 4 frequency bins of 12-13 objects.
 WORLD = ["game.kind=reconstruction", "game.n_attributes=3", "game.n_values=4", "game.split=compositional",
          "game.distribution=zipf", "game.zipf_exponent=1.5", "game.groups=frequency", "game.frequency_bins=4",
-         "agents.vocab_size=16", "agents.max_len=3", "train.lr=0.005", "objective.adversary_lr=0.005"]
+         "agents.vocab_size=16", "agents.max_len=3", "train.lr=0.01", "objective.adversary_lr=0.01"]
 SMALL = WORLD + ["agents.hidden_size=64", "agents.embedding_size=16", "train.batch_size=64", "train.steps=1000",
                  "train.eval_every=100", "train.eval_size=64", "train.seeds=3"]
 FULL = WORLD + ["agents.hidden_size=128", "train.batch_size=128", "train.steps=3000", "train.eval_every=150",
