@@ -161,23 +161,25 @@ def verdict(summary: pd.DataFrame, model: str = "final", baseline: str = "erm") 
     text = [f"Under ERM ({model} models), accuracy falls from {b[f'{bins[0]} accuracy mean']:.2f} on the most frequent "
             f"objects ({bins[0]}) to {b[f'{bins[-1]} accuracy mean']:.2f} on the rarest ({bins[-1]}); average accuracy "
             f"{b['average accuracy mean']:.2f}, worst-group {b['worst-group accuracy mean']:.2f}."]
-    raised, other = [], []
+    effects = []
     for name, row in s.drop(index=baseline).iterrows():
         d_worst, se_worst = _compare(row, b, "worst-group accuracy")
         d_avg, se_avg = _compare(row, b, "average accuracy")
-        effect = _word(d_worst, se_worst, "raises", "lowers")
-        cost = _word(d_avg, se_avg, "higher", "lower")
-        detail = (f"{name} ({row['worst-group accuracy mean']:.2f}, {d_worst:+.2f} ± {se_worst:.2f}; average "
-                  f"{row['average accuracy mean']:.2f}, {d_avg:+.2f} ± {se_avg:.2f}, {cost if cost != 'unchanged' else 'no change'})")
-        (raised if effect == "raises" else other).append((d_worst, detail, effect))
+        lowest = min(bins, key=lambda g: row[f"{g} accuracy mean"])
+        effects.append((d_worst, name, f"{name}: worst-group {row['worst-group accuracy mean']:.2f} ({d_worst:+.2f} ± "
+                        f"{se_worst:.2f}, {_word(d_worst, se_worst, 'raised', 'lowered')}; lowest on average: {lowest}), "
+                        f"average {row['average accuracy mean']:.2f} ({d_avg:+.2f} ± {se_avg:.2f}, "
+                        f"{_word(d_avg, se_avg, 'raised', 'lowered')})", _word(d_worst, se_worst, "raised", "lowered")))
+    raised = sorted((e for e in effects if e[3] == "raised"), reverse=True)
     if raised:
-        best = max(raised)[1]
-        text.append(f"Worst-group accuracy rises over ERM with {'; '.join(d for _, d, _ in sorted(raised, reverse=True))}; "
-                    f"the largest gain: {best.split(' (')[0]}.")
-    else:
-        text.append("No objective raises worst-group accuracy over ERM beyond noise.")
-    if other:
-        text.append("Unchanged or lower: " + "; ".join(f"{d} {e}" for _, d, e in other) + ".")
+        text.append(f"Worst-group accuracy rises over ERM with {', '.join(e[1] for e in raised)} (the largest gain: "
+                    f"{raised[0][1]}, {raised[0][0]:+.2f}).")
+    elif effects:
+        closest = max(effects)
+        text.append(f"No objective raises worst-group accuracy over ERM by more than {SE_RULE:g} standard errors; the "
+                    f"closest is {closest[1]} ({closest[0]:+.2f}).")
+    if effects:
+        text.append("Against ERM, per condition: " + "; ".join(e[2] for e in effects) + ".")
     text.append(f"(Differences are means over {int(b['seeds'])} seeds ± the standard error of the difference; "
                 f"\"raises\" means by more than {SE_RULE:g} standard errors. Every knob value is its own comparison, so "
                 f"expect about one in twenty spurious calls at this threshold.)")
