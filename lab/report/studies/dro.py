@@ -29,7 +29,6 @@ import pandas as pd
 import seaborn as sns
 import yaml
 
-from games.groups import groups_of
 from lab.core.hparams import hparams_from_config, with_values
 from lab.core.trainer import seed_keys
 from lab.experiment import results, selection
@@ -106,7 +105,7 @@ def run_objective(config: Config, knob: str | None, values: list, progress: bool
 
 def per_run(trainer, chosen: selection.Selection, names: list[str], seeds: np.ndarray) -> pd.DataFrame:
     """One row per (run, model): accuracy on every train object uniformly, per frequency bin, the worst bin, and test."""
-    groups = groups_of(trainer.world, trainer.config.game)[trainer.world.train]  # [n_train]
+    groups = trainer.groups[trainer.world.train]  # [n_train] frequency bins
     n_bins = int(groups.max()) + 1
     last = len(chosen.robust[0]) - 1
     rows = []
