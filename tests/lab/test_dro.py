@@ -5,7 +5,6 @@ curriculum, the reset control and a 2 x 2 population), one train_step for the we
 gradient test; tiny worlds (K=2..3, V=3..4), GRU-16.
 """
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np
