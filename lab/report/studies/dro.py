@@ -248,6 +248,12 @@ def report_text(summary: pd.DataFrame, verdicts: dict[str, str], seconds: float,
         shown.to_string(float_format=lambda v: f"{v:.3f}"),
         "```",
         "",
+        "Design notes: every objective's weights multiply the listener's loss and the speaker's REINFORCE term alike "
+        "(lab.dro). Group DRO here reweights batches drawn from the skewed distribution; Sagawa et al. also draw the "
+        "groups uniformly, which is a curriculum (a sampler) and not part of this comparison. Knob values are compared "
+        "one by one; minmax selection uses no group labels, and for objectives without an adversary it is selection by "
+        "the error under the training distribution.",
+        "",
         f"Trained in {seconds:.0f} s.",
         "",
     ])
