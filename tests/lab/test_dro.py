@@ -81,11 +81,12 @@ def test_group_dro_moves_the_weight_to_the_group_with_the_highest_loss(seed):
     objective = dro.group_dro(3)
     hp = {"eta": jnp.asarray(0.05)}
     state = objective.init(jax.random.key(0))
+    weights, update = jax.jit(objective.weights), jax.jit(objective.update)
     q_history = []
     for g, l in zip(groups, losses):
-        w = objective.weights(state, l, g, jnp.zeros_like(g), hp)
+        w = weights(state, l, g, jnp.zeros_like(g), hp)
         assert float(w.mean()) == pytest.approx(1.0, rel=1e-5)
-        state = objective.update(state, Stats(ids=g, groups=g, loss=l, correct=l < 0, weights=w, step=0), hp)
+        state = update(state, Stats(ids=g, groups=g, loss=l, correct=l < 0, weights=w, step=0), hp)
         q_history.append(np.asarray(state["q"]))
     q = np.stack(q_history)
     assert q[0, 2] < q[50, 2] < q[100, 2] and q[-1, 2] > 0.95  # from 1/3 to (nearly) all of the mass
