@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from games.fields import ConfigError, doc
+from games.groups import GROUPINGS
 from games.objects import n_possible
 from games.splits import n_test_objects
 
@@ -24,6 +25,12 @@ class GameConfig:
     n_distractors: int = doc("discrimination: distractors shown beside the target", 4, low=1)
     hard_negatives: bool = doc("discrimination: favour distractors that share attributes with the target", False)
     seed: int = doc("seed of the world: object sample, split, distribution", 0, low=0)
+    groups: str = doc("groups of objects for worst-group metrics and Group DRO (games.groups): none (one group); attribute "
+                      "(one per value of game.group_attribute); frequency (game.frequency_bins equal-size bins by training "
+                      "frequency, 0 the most frequent; objects never drawn in training fall in the rarest); given (any other "
+                      "grouping: make_trainer(config, groups=[n_objects] ints))", "none", choices=GROUPINGS)
+    group_attribute: int = doc("groups=attribute: the attribute (0..n_attributes-1) whose value is the group", 0, low=0)
+    frequency_bins: int = doc("groups=frequency: how many frequency bins", 4, low=2)
 
     @property
     def n_total(self) -> int:
@@ -44,6 +51,15 @@ class GameConfig:
             raise ConfigError(f"game.test_fraction={self.test_fraction}: holds out no object of {self.n_total}; raise it")
         if self.split == "compositional" and self.n_attributes < 2:
             raise ConfigError(f"game.split='compositional' needs game.n_attributes >= 2, got {self.n_attributes}; use split=iid")
+        if self.group_attribute >= self.n_attributes:
+            raise ConfigError(f"game.group_attribute={self.group_attribute}: no such attribute; allowed 0..{self.n_attributes - 1} "
+                              f"(game.n_attributes={self.n_attributes})")
+        if self.groups == "frequency" and self.distribution == "uniform":
+            raise ConfigError("game.groups='frequency' needs game.distribution='zipf': under a uniform distribution every "
+                              "object is equally frequent")
+        if self.groups == "frequency" and self.frequency_bins > self.n_train:
+            raise ConfigError(f"game.frequency_bins={self.frequency_bins}: more bins than the {self.n_train} train objects, "
+                              f"so some bins would have no examples; allowed 2..{self.n_train}")
         if self.kind == "discrimination" and self.n_distractors + 1 > self.n_train:
             raise ConfigError(f"game.n_distractors={self.n_distractors}: needs at least {self.n_distractors + 1} train objects, "
                               f"the split leaves {self.n_train}")

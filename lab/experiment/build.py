@@ -12,27 +12,30 @@ Any slot can be given explicitly instead (a component defined elsewhere, a test'
 from __future__ import annotations
 
 import curricula
-from lab import controls
+from games.groups import groups_of
+from lab import controls, dro
 from lab.core import estimators
-from lab.core.components import Components, erm
+from lab.core.components import Components
 from lab.core.spec import Spec
 from lab.core.trainer import Trainer
 from lab.interventions import ema
 
 
-def components(spec: Spec) -> Components:
-    """The components of `spec.config`: its estimator, sampler, objective and interventions."""
+def components(spec: Spec, groups=None) -> Components:
+    """The components of `spec.config`: its estimator, sampler, objective and interventions (`groups [n_objects]`: the world's)."""
     c = spec.config
     t = c.train
     estimator = estimators.reinforce(controls.reward(spec), t.baseline_decay) if t.mode == "reinforce" else estimators.gumbel()
     interventions = controls.interventions(spec) + ((ema(),) if c.interventions.ema else ())
-    return Components(estimator=estimator, sampler=curricula.identity(), objective=erm(), interventions=interventions)
+    objective = dro.objective(spec, 1 if groups is None else int(groups.max()) + 1)
+    return Components(estimator=estimator, sampler=curricula.identity(), objective=objective, interventions=interventions)
 
 
 def make_trainer(config, *, estimator=None, sampler=None, objective=None, interventions=None, groups=None) -> Trainer:
-    """`Trainer` for `config`, with any slot replaced by the component given."""
+    """`Trainer` for `config`, with any slot replaced by the component given; `groups [n_objects]` replace game.groups."""
     spec = Spec(config)
-    chosen = components(spec)
+    groups = groups_of(spec.world, config.game, groups)
+    chosen = components(spec, groups)
     given = dict(estimator=estimator, sampler=sampler, objective=objective, interventions=interventions)
     chosen = chosen._replace(**{k: v for k, v in given.items() if v is not None})
     return Trainer(config, chosen, groups=groups, spec=spec)

@@ -22,18 +22,21 @@ from games.fields import ConfigError, check
 from lab.core.agents import AgentsConfig
 from lab.core.population import PopulationConfig
 from lab.core.trainer import TrainConfig
+from lab.dro import ObjectiveConfig
 from lab.interventions import InterventionsConfig
 
 
 @dataclass(frozen=True)
 class Config:
-    """Every section, each owned by its component: games (game), lab.core (agents, train, population), lab.interventions."""
+    """Every section, each owned by its component: games (game), lab.core (agents, train, population), lab.interventions,
+    lab.dro (objective)."""
 
     game: GameConfig = field(default_factory=GameConfig)
     agents: AgentsConfig = field(default_factory=AgentsConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     population: PopulationConfig = field(default_factory=PopulationConfig)
     interventions: InterventionsConfig = field(default_factory=InterventionsConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
 
 
 SECTIONS: dict[str, type] = {f.name: f.default_factory for f in dataclasses.fields(Config)}
