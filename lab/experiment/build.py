@@ -18,15 +18,19 @@ from lab.core.components import Components, erm
 from lab.core.spec import Spec
 from lab.core.trainer import Trainer
 from lab.interventions import ema
+from lab.merging import rewards as merging_rewards
 
 
 def components(spec: Spec) -> Components:
     """The components of `spec.config`: its estimator, sampler, objective and interventions."""
     c = spec.config
     t = c.train
-    estimator = estimators.reinforce(controls.reward(spec), t.baseline_decay) if t.mode == "reinforce" else estimators.gumbel()
-    interventions = controls.interventions(spec) + ((ema(),) if c.interventions.ema else ())
-    return Components(estimator=estimator, sampler=curricula.identity(), objective=erm(), interventions=interventions)
+    control = controls.interventions(spec)
+    reward = merging_rewards.shaped(spec, controls.reward(spec), ema_index=len(control))  # the EMA comes right after
+    estimator = estimators.reinforce(reward, t.baseline_decay) if t.mode == "reinforce" else estimators.gumbel()
+    interventions = control + ((ema(),) if c.interventions.ema else ())
+    sampler = merging_rewards.validation_sampler(spec) if c.merge.validation > 0 else curricula.identity()
+    return Components(estimator=estimator, sampler=sampler, objective=erm(), interventions=interventions)
 
 
 def make_trainer(config, *, estimator=None, sampler=None, objective=None, interventions=None, groups=None) -> Trainer:

@@ -23,17 +23,20 @@ from lab.core.agents import AgentsConfig
 from lab.core.population import PopulationConfig
 from lab.core.trainer import TrainConfig
 from lab.interventions import InterventionsConfig
+from lab.merging.config import MergeConfig
 
 
 @dataclass(frozen=True)
 class Config:
-    """Every section, each owned by its component: games (game), lab.core (agents, train, population), lab.interventions."""
+    """Every section, each owned by its component: games (game), lab.core (agents, train, population), lab.interventions,
+    lab.merging (merge)."""
 
     game: GameConfig = field(default_factory=GameConfig)
     agents: AgentsConfig = field(default_factory=AgentsConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     population: PopulationConfig = field(default_factory=PopulationConfig)
     interventions: InterventionsConfig = field(default_factory=InterventionsConfig)
+    merge: MergeConfig = field(default_factory=MergeConfig)
 
 
 SECTIONS: dict[str, type] = {f.name: f.default_factory for f in dataclasses.fields(Config)}
