@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Callable
 
 from lab.experiment.config import ConfigError
-from lab.report.studies import coadaptation
+from lab.report.studies import coadaptation, merging
 from lab.report.studies.common import Study
 
-STUDIES: dict[str, Callable[..., Study]] = {"coadaptation": coadaptation.coadaptation}
+STUDIES: dict[str, Callable[..., Study]] = {"coadaptation": coadaptation.coadaptation, "merging": merging.merging}
 
 
 def run_study(name: str, out: str | Path, **kwargs) -> Study:
