@@ -57,27 +57,46 @@ def path(a, b, alphas: Sequence[float], kind: str = "linear", ancestor=None):
     return jax.vmap(lambda t: jax.tree.map(lambda x, y: lerp(x, y, t), a, b))(jnp.asarray(alphas))
 
 
-def curve(judge: Judge, a: Pair, b: Pair, side: str = "both", alphas: Sequence[float] = tuple(np.linspace(0, 1, 11)),
-          kind: str = "linear", ancestor: Pair | None = None) -> Curve:
-    """Scores of the merged agent at each alpha (module docstring for `side` and `kind`)."""
+def points(a: Pair, b: Pair, side: str, alphas: Sequence[float], kind: str = "linear", ancestor: Pair | None = None) -> Pair:
+    """The pairs a curve plays, stacked: `[n]` for side `both`, `[2n]` (the merged side with each endpoint's partner) otherwise."""
     if side not in SIDES:
         raise ValueError(f"side={side!r}: allowed values are {', '.join(SIDES)}")
     check_compatible(a, b, ("a", "b"))
     n = len(alphas)
     if side == "both":
-        return Curve(np.asarray(alphas), judge(path(a, b, alphas, kind, ancestor)))
+        return path(a, b, alphas, kind, ancestor)
+    twice = lambda tree: jax.tree.map(lambda leaf: jnp.concatenate([leaf, leaf]), tree)  # noqa: E731
+    each = lambda x, y: jax.tree.map(lambda u, v: jnp.concatenate([u, v]), _repeat(x, n), _repeat(y, n))  # noqa: E731
     if side == "senders":
         merged = path(a.sender, b.sender, alphas, kind, None if ancestor is None else ancestor.sender)
-        partners = [a.receiver, b.receiver]
-        pairs = Pair(jax.tree.map(lambda leaf: jnp.concatenate([leaf, leaf]), merged),
-                     jax.tree.map(lambda *leaves: jnp.concatenate(leaves), *[_repeat(r, n) for r in partners]))
-    else:
-        merged = path(a.receiver, b.receiver, alphas, kind, None if ancestor is None else ancestor.receiver)
-        partners = [a.sender, b.sender]
-        pairs = Pair(jax.tree.map(lambda *leaves: jnp.concatenate(leaves), *[_repeat(s, n) for s in partners]),
-                     jax.tree.map(lambda leaf: jnp.concatenate([leaf, leaf]), merged))
-    scores = judge(pairs)  # [2n]: the merged side with the first endpoint's partner, then with the second's
-    return Curve(np.asarray(alphas), jax.tree.map(lambda v: (v[:n] + v[n:]) / 2, scores))
+        return Pair(twice(merged), each(a.receiver, b.receiver))
+    merged = path(a.receiver, b.receiver, alphas, kind, None if ancestor is None else ancestor.receiver)
+    return Pair(each(a.sender, b.sender), twice(merged))
+
+
+def curves(judge: Judge, ends: Sequence[tuple[Pair, Pair]], side: str = "both",
+           alphas: Sequence[float] = tuple(np.linspace(0, 1, 11)), kind: str = "linear",
+           ancestor: Pair | None = None) -> list[Curve]:
+    """The curve between each `(a, b)` of `ends`, all played in one call of the judge (module docstring for the rest)."""
+    if len(ends) == 0:
+        raise ValueError("ends: no (a, b) pairs of endpoints given")
+    stacked = [points(a, b, side, alphas, kind, ancestor) for a, b in ends]
+    sizes = [jax.tree.leaves(p)[0].shape[0] for p in stacked]
+    scores = judge(jax.tree.map(lambda *leaves: jnp.concatenate(leaves), *stacked))
+    out, offset, n = [], 0, len(alphas)
+    for size in sizes:
+        part = jax.tree.map(lambda v: v[offset:offset + size], scores)
+        if size > n:  # the merged side with the first endpoint's partner, then with the second's
+            part = jax.tree.map(lambda v: (v[:n] + v[n:]) / 2, part)
+        out.append(Curve(np.asarray(alphas), part))
+        offset += size
+    return out
+
+
+def curve(judge: Judge, a: Pair, b: Pair, side: str = "both", alphas: Sequence[float] = tuple(np.linspace(0, 1, 11)),
+          kind: str = "linear", ancestor: Pair | None = None) -> Curve:
+    """Scores of the merged agent at each alpha (module docstring for `side` and `kind`)."""
+    return curves(judge, [(a, b)], side, alphas, kind, ancestor)[0]
 
 
 def _repeat(tree, n: int):
@@ -105,6 +124,7 @@ def barriers(c: Curve, metrics: Sequence[str] = ("accuracy", "loss")) -> dict[st
 
 def pairwise(judge: Judge, pairs: Sequence[Pair], side: str = "both", alphas: Sequence[float] = tuple(np.linspace(0, 1, 11)),
              kind: str = "linear", ancestor: Pair | None = None) -> list[tuple[int, int, Curve]]:
-    """The curve between the first pair and each other one: `[(0, i, curve)]`."""
+    """The curve between the first pair and each other one: `[(0, i, curve)]`, in one call of the judge."""
     stack(pairs)  # checks the list
-    return [(0, i, curve(judge, pairs[0], p, side, alphas, kind, ancestor)) for i, p in enumerate(pairs[1:], start=1)]
+    found = curves(judge, [(pairs[0], p) for p in pairs[1:]], side, alphas, kind, ancestor)
+    return [(0, i, c) for i, c in enumerate(found, start=1)]

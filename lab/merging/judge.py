@@ -7,7 +7,7 @@ merge is scored on the same games. Per split and pair, as in lab.core.evaluate:
 
     accuracy        whole object right, on the sender's greedy messages
     loss            -mean log rho(x|m), on messages sampled with the fixed key
-    topsim          of the greedy messages (on at most train.eval_size objects of the split)
+    topsim          of the greedy messages (on at most `eval_size` objects of the split)
     message_length  of the greedy messages (EOS included)
 
 `judge(pairs)` scores a stack of pairs `Pair [n, ...]` (in chunks of a fixed size: one compile);
@@ -95,7 +95,7 @@ class EnsembleReceiver(NamedTuple):
 class Judge:
     """Fixed games on each split and a fixed key; scores pairs and ensembles (module docstring)."""
 
-    def __init__(self, spec: Spec, key: jax.Array | None = None, chunk: int = 16):
+    def __init__(self, spec: Spec, key: jax.Array | None = None, chunk: int = 16, eval_size: int | None = None):
         self.spec, self.chunk = spec, chunk
         world, config = spec.world, spec.config
         held_out = validation_of(spec)
@@ -107,7 +107,8 @@ class Judge:
         self.splits = tuple(objects)
         self.sizes = {split: len(o) for split, o in objects.items()}
         groups = {split: np.zeros(len(o), np.int32) for split, o in objects.items()}
-        self.sets = eval_sets(spec.game, objects, groups, config.train.eval_size, config.agents.max_len)
+        eval_size = config.train.eval_size if eval_size is None else eval_size  # topsim's objects per split (n^2 pairs)
+        self.sets = eval_sets(spec.game, objects, groups, eval_size, config.agents.max_len)
         self.key = jax.random.key(0) if key is None else key
         kind, agents = spec.game.kind, spec.agents
 

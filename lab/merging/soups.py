@@ -7,7 +7,8 @@
   never worse than the best single ingredient on the held-out games it was gated on.
 * `merge`: uniform, greedy or SLERP soup of pairs that should share an ancestor. It warns
   (MergeWarning) when their lineages share none, computes the barrier between the best
-  ingredient and every other one, and warns when the largest is above `merge.max_barrier`.
+  ingredient and every other one (at alpha = 0.5 by default: the merge gate of §D7), and warns
+  when the largest is above `merge.max_barrier`.
 * `pareto`: the non-dominated points of a rewarded-soups front.
 """
 
@@ -70,8 +71,12 @@ class Merged(NamedTuple):
 
 def merge(judge: Judge, pairs: Sequence[Pair], lineages: Sequence[Lineage], method: str = "uniform",
           ancestor: Pair | None = None, split: str = "validation", max_barrier: float = 0.05,
-          alphas: Sequence[float] = tuple(np.linspace(0, 1, 11))) -> Merged:
-    """A soup of `pairs` with its lineage checked and its barrier reported on `split` (module docstring)."""
+          alphas: Sequence[float] = (0.0, 0.5, 1.0)) -> Merged:
+    """A soup of `pairs` with its lineage checked and its barrier reported on `split` (module docstring).
+
+    The barrier is read at `alphas`, by default the merge gate of algorithms.md §D7: the drop at
+    alpha = 0.5 below the endpoints' mean, between the best ingredient and each other one.
+    """
     if method not in METHODS:
         raise ValueError(f"method={method!r}: allowed values are {', '.join(METHODS)}")
     check_agents("pairs", pairs)
@@ -97,7 +102,7 @@ def merge(judge: Judge, pairs: Sequence[Pair], lineages: Sequence[Lineage], meth
     curves = connectivity.pairwise(judge, ordered, "both", alphas, kind, ancestor) if len(pairs) > 1 else []
     worst = {s: {m: max([connectivity.barrier(c, s, m) for _, _, c in curves], default=0.0) for m in ("accuracy", "loss")}
              for s in judge.splits}
-    if worst[split]["accuracy"] > max_barrier:
+    if worst[split]["accuracy"] > max_barrier + 1e-6:  # accuracies are float32 fractions of a split
         warnings.warn(f"{method} merge of {len(pairs)} pairs: accuracy barrier {worst[split]['accuracy']:.3f} on "
                       f"{split} is above merge.max_barrier={max_barrier}", MergeWarning, stacklevel=2)
     return Merged(merged, method, chosen, common, worst, curves)

@@ -346,3 +346,23 @@ def test_warp_loop_is_slerp_then_liti(warp_trainer, trained):
             np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="^trainer: WARP needs an EMA anchor"):
         M.warp(lab.make_trainer(lab.load(overrides=BASE)), jax.random.key(0), start)
+
+
+# -- the study's plan (its run is `lab study merging --small`) ----------------------------------------
+
+
+def test_study_is_registered_and_its_population_is_as_described():
+    from lab.report.studies import STUDIES
+    from lab.report.studies import merging as study
+
+    assert STUDIES["merging"] is study.merging
+    for small in (True, False):
+        configs = study.study_configs(small)
+        tune = configs["fine-tune"]
+        assert tune.merge.topsim_weight > 0 and configs["pretrain"].merge.topsim_weight == 0  # the term compiled in once
+        runs, hp = study.population(tune, 2, 3)
+        assert len(runs) == 2 * (3 + 2) and hp["train"]["lr"].shape == (len(runs),)
+        length, structure = runs["kind"] == "length", runs["kind"] == "structure"
+        np.testing.assert_array_equal(np.asarray(hp["train"]["length_cost"]) > 0, length)
+        np.testing.assert_array_equal(np.asarray(hp["merge"]["topsim_weight"]) > 0, structure)
+        assert runs[runs["kind"] == "diwa"]["lr"].nunique() > 1  # DiWA varies its hyperparameters
