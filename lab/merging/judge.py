@@ -30,7 +30,7 @@ from lab.core.evaluate import eval_sets
 from lab.core.rollout import rollout
 from lab.core.spec import Spec
 from lab.merging.rewards import validation_of
-from lab.merging.weights import Pair, check_agents
+from lab.merging.weights import Pair
 
 Scores = dict  # {split: {metric: np.ndarray [n] or float}}
 
@@ -154,5 +154,6 @@ class Judge:
 
     def ensemble(self, pairs: Pair) -> Scores:
         """Scores of the logit ensemble of n stacked pairs (every sender speaks together, every receiver listens)."""
-        check_agents("pairs", [pairs])
+        if jax.tree.leaves(pairs)[0].shape[0] == 0:
+            raise ValueError("pairs: an ensemble needs at least one pair")
         return jax.tree.map(float, self._unpack(jax.device_get(self._ensemble(pairs, self.sets))))

@@ -61,7 +61,10 @@ def warp(trainer: Trainer, key: jax.Array, start: Pair, hparams: Hparams | None 
         pairs, history = fine_tune(trainer, keys, hparams, repeat(start, M))
         merge = slerp_soup(unstack(pairs), start) if M > 1 else jax.tree.map(lambda leaf: leaf[0], pairs)
         start = jax.device_get(liti(merge, start, m.liti_eta))
-        runs.append(pairs), merged.append(jax.device_get(merge)), starts.append(start), histories.append(history)
+        runs.append(pairs)
+        merged.append(jax.device_get(merge))
+        starts.append(start)
+        histories.append(history)
         if on_iteration is not None:
             on_iteration(i, start)
     return Warp(starts, merged, runs, histories)

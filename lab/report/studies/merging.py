@@ -41,7 +41,6 @@ from lab.experiment.config import Config, load, to_dict
 from lab.experiment.io import staged
 from lab.experiment.run import check_out_dir, progress_bar
 from lab.merging import lineage
-from lab.merging.connectivity import chord
 from lab.merging.soups import ranking
 from lab.report.studies.common import Study
 
