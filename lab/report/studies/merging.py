@@ -231,12 +231,18 @@ def verdict(table: pd.DataFrame, barriers: pd.DataFrame, front: pd.DataFrame) ->
     below_length = mean_se(lin["message_length"] - mid["message_length"])
     length_gap = mean_se(ends[np.isclose(ends["alpha"], 1.0)].set_index("ancestor")["message_length"]
                          - ends[np.isclose(ends["alpha"], 0.0)].set_index("ancestor")["message_length"])
+    topsim_call, length_call = call(*above_topsim, True), call(*below_length, True)
+    if "worse" in (topsim_call, length_call):
+        conclusion = "on at least one reward the soup falls below the chord: here interpolating weights does worse than interpolating rewards"
+    else:
+        conclusion = ("on neither reward does the soup fall below the chord: interpolating the weights does at least as well "
+                      "as interpolating the rewards")
     text.append(
         f"Rewarded soups (weights interpolated from the length-cost run, alpha=0, to the structure-reward run, alpha=1; "
-        f"on the train objects, which the rewards were optimised on): the structure run's messages are {length_gap[0]:+.2f} ± {length_gap[1]:.2f} symbols longer; at "
-        f"alpha=0.5 the soup's topsim is {above_topsim[0]:+.3f} ± {above_topsim[1]:.3f} above the chord between the "
-        f"endpoints and its messages {below_length[0]:+.2f} ± {below_length[1]:.2f} symbols shorter than the chord "
-        f"({'the front bends outwards: interpolated weights do at least as well as interpolated rewards' if above_topsim[0] >= 0 and below_length[0] >= 0 else 'the front is not above the chord on both rewards'}).")
+        f"on the train objects, which the rewards were optimised on): the structure run's messages are "
+        f"{length_gap[0]:+.2f} ± {length_gap[1]:.2f} symbols longer; at alpha=0.5 the soup's topsim is "
+        f"{above_topsim[0]:+.3f} ± {above_topsim[1]:.3f} above the chord between the endpoints ({topsim_call}) and its "
+        f"messages {below_length[0]:+.2f} ± {below_length[1]:.2f} symbols shorter than the chord ({length_call}): {conclusion}.")
     text.append(f"(Rule: an effect is called when |mean difference| > {RULE:g} standard errors over ancestors.)")
     return " ".join(text)
 
