@@ -41,6 +41,7 @@ class Context(NamedTuple):
     state: Any  # the TrainState before this step (read only)
     step: jax.Array  # [] steps taken so far
     key: jax.Array  # randomness a reward may use
+    hparams: dict = {}  # every section's continuous hyperparameters, for a reward with its own (lab.merging.rewards)
 
 
 Reward = Callable[[Rollout, Context], jax.Array]  # -> [B]

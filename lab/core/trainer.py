@@ -207,7 +207,7 @@ class Trainer:
             ro = rollout(self.agents.receiver(receiver_params), episodes, message, self.game.kind)
             weights = jax.lax.stop_gradient(c.objective.weights(state.objective, -ro.log_rho, groups, ids, hp_objective)
                                             * c.sampler.weights(state.sampler, ids, state.step, hp_curriculum))
-            context = Context(sender, episodes.target, ids, state, state.step, key_reward)
+            context = Context(sender, episodes.target, ids, state, state.step, key_reward, hparams)
             loss, aux = c.estimator.loss(ro, weights, state.estimator, context, hp_train)
             return loss, (ro, weights, aux)
 

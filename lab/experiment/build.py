@@ -19,16 +19,20 @@ from lab.core.components import Components
 from lab.core.spec import Spec
 from lab.core.trainer import Trainer
 from lab.interventions import ema
+from lab.merging import rewards as merging_rewards
 
 
 def components(spec: Spec, groups=None) -> Components:
     """The components of `spec.config`: its estimator, sampler, objective and interventions (`groups [n_objects]`: the world's)."""
     c = spec.config
     t = c.train
-    estimator = estimators.reinforce(controls.reward(spec), t.baseline_decay) if t.mode == "reinforce" else estimators.gumbel()
-    interventions = controls.interventions(spec) + ((ema(),) if c.interventions.ema else ())
+    control = controls.interventions(spec)
+    reward = merging_rewards.shaped(spec, controls.reward(spec), ema_index=len(control))  # the EMA comes right after
+    estimator = estimators.reinforce(reward, t.baseline_decay) if t.mode == "reinforce" else estimators.gumbel()
+    interventions = control + ((ema(),) if c.interventions.ema else ())
+    sampler = merging_rewards.validation_sampler(spec) if c.merge.validation > 0 else curricula.identity()
     objective = dro.objective(spec, 1 if groups is None else int(groups.max()) + 1)
-    return Components(estimator=estimator, sampler=curricula.identity(), objective=objective, interventions=interventions)
+    return Components(estimator=estimator, sampler=sampler, objective=objective, interventions=interventions)
 
 
 def make_trainer(config, *, estimator=None, sampler=None, objective=None, interventions=None, groups=None) -> Trainer:

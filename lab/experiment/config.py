@@ -24,12 +24,13 @@ from lab.core.population import PopulationConfig
 from lab.core.trainer import TrainConfig
 from lab.dro import ObjectiveConfig
 from lab.interventions import InterventionsConfig
+from lab.merging.config import MergeConfig
 
 
 @dataclass(frozen=True)
 class Config:
     """Every section, each owned by its component: games (game), lab.core (agents, train, population), lab.interventions,
-    lab.dro (objective)."""
+    lab.dro (objective), lab.merging (merge)."""
 
     game: GameConfig = field(default_factory=GameConfig)
     agents: AgentsConfig = field(default_factory=AgentsConfig)
@@ -37,6 +38,7 @@ class Config:
     population: PopulationConfig = field(default_factory=PopulationConfig)
     interventions: InterventionsConfig = field(default_factory=InterventionsConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    merge: MergeConfig = field(default_factory=MergeConfig)
 
 
 SECTIONS: dict[str, type] = {f.name: f.default_factory for f in dataclasses.fields(Config)}

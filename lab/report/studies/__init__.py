@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Callable
 
 from lab.experiment.config import ConfigError
-from lab.report.studies import coadaptation, dro
+from lab.report.studies import coadaptation, dro, merging
 from lab.report.studies.common import Study
 
-STUDIES: dict[str, Callable[..., Study]] = {"coadaptation": coadaptation.coadaptation, "dro": dro.dro}
+STUDIES: dict[str, Callable[..., Study]] = {"coadaptation": coadaptation.coadaptation, "dro": dro.dro, "merging": merging.merging}
 
 
 def run_study(name: str, out: str | Path, **kwargs) -> Study:
