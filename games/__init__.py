@@ -4,7 +4,7 @@ The gymnasium adapters live in `games.gym` (importing it registers `games/LewisR
 and `games/LewisDiscrimination-v0`); this package itself needs only JAX and numpy.
 """
 
-from games import messages
+from games import difficulty, messages
 from games.config import GameConfig
 from games.distributions import DISTRIBUTIONS
 from games.fields import ConfigError, doc
@@ -26,7 +26,7 @@ from games.splits import SPLITS, compositional_split, iid_split
 from games.world import World, make_world, world_of
 
 __all__ = [
-    "GAMES", "SPLITS", "DISTRIBUTIONS", "Action", "EnvParams", "EnvState", "Observation", "GameConfig", "ConfigError", "doc",
+    "GAMES", "SPLITS", "DISTRIBUTIONS", "Action", "EnvParams", "EnvState", "Observation", "GameConfig", "ConfigError", "doc", "difficulty",
     "LewisGame", "LewisReconstruction", "LewisDiscrimination", "make_game", "reconstruction_episodes", "messages", "message_length",
     "truncate_at_eos", "all_objects", "object_set", "sample_objects", "compositional_split",
     "iid_split", "World", "make_world", "world_of",

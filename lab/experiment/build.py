@@ -11,8 +11,7 @@ Any slot can be given explicitly instead (a component defined elsewhere, a test'
 
 from __future__ import annotations
 
-import curricula
-from lab import controls
+from lab import controls, curriculum
 from lab.core import estimators
 from lab.core.components import Components, erm
 from lab.core.spec import Spec
@@ -25,8 +24,10 @@ def components(spec: Spec) -> Components:
     c = spec.config
     t = c.train
     estimator = estimators.reinforce(controls.reward(spec), t.baseline_decay) if t.mode == "reinforce" else estimators.gumbel()
-    interventions = controls.interventions(spec) + ((ema(),) if c.interventions.ema else ())
-    return Components(estimator=estimator, sampler=curricula.identity(), objective=erm(), interventions=interventions)
+    sampler, measuring = curriculum.components(spec)
+    # the curriculum's own interventions first: they measure the state the last step left, before a reset changes it
+    interventions = measuring + controls.interventions(spec) + ((ema(),) if c.interventions.ema else ())
+    return Components(estimator=estimator, sampler=sampler, objective=erm(), interventions=interventions)
 
 
 def make_trainer(config, *, estimator=None, sampler=None, objective=None, interventions=None, groups=None) -> Trainer:

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from curricula.config import CurriculumConfig
 from games.config import GameConfig
 from games.fields import ConfigError, check
 from lab.core.agents import AgentsConfig
@@ -27,13 +28,15 @@ from lab.interventions import InterventionsConfig
 
 @dataclass(frozen=True)
 class Config:
-    """Every section, each owned by its component: games (game), lab.core (agents, train, population), lab.interventions."""
+    """Every section, each owned by its component: games (game), lab.core (agents, train, population), lab.interventions,
+    curricula (curriculum)."""
 
     game: GameConfig = field(default_factory=GameConfig)
     agents: AgentsConfig = field(default_factory=AgentsConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     population: PopulationConfig = field(default_factory=PopulationConfig)
     interventions: InterventionsConfig = field(default_factory=InterventionsConfig)
+    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
 
 
 SECTIONS: dict[str, type] = {f.name: f.default_factory for f in dataclasses.fields(Config)}
