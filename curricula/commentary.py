@@ -97,7 +97,7 @@ def commentary(objects: np.ndarray, n_values: int, train_steps: int, hidden: int
 
 def record(state, grad: dict):
     """Hand the commentary a meta-gradient (same tree as its parameters); the next `update` applies it."""
-    return {**state, "grad": grad, "pending": jnp.ones((), bool), "meta_grad_norm": optax.global_norm(grad)}
+    return {**state, "grad": grad, "pending": jnp.ones((), bool), "meta_grad_norm": optax.tree.norm(grad)}
 
 
 def parameters(state) -> dict:

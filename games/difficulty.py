@@ -20,7 +20,7 @@ score (higher is harder) and a prior (how often the unit is played without a cur
 
 The CDF level of a unit is d̄(x) = sum of the prior over units no harder than x (Platanios et
 al.'s CDF of the difficulty over the training data): competence c admits the units with d̄ <= c.
-Buckets cut the CDF into equal-mass parts, ties kept together.
+Buckets group the units by difficulty, ties kept together (`buckets`).
 
     >>> import games
     >>> world = games.make_world(2, 3, split="none")
@@ -108,12 +108,14 @@ def cdf_levels(scores: np.ndarray, prior: np.ndarray) -> np.ndarray:
 
 
 def buckets(scores: np.ndarray, prior: np.ndarray, n: int) -> np.ndarray:
-    """`[n_units]` bucket of each unit, 0 (easiest) .. n_buckets - 1: equal-mass cuts of the CDF, ties together.
+    """`[n_units]` bucket of each unit, 0 (easiest) .. n_buckets - 1, ties always together.
 
-    A cut that would leave a bucket empty (ties heavier than 1/n) is dropped, so there may be
-    fewer than `n` buckets (at most one per distinct score).
+    At most `n` distinct scores: one bucket each (the values axis: one bucket per value added).
+    More: equal-mass cuts of the CDF, bucket ceil(n d̄) - 1, empty ones dropped, so a tie heavier
+    than 1/n leaves fewer than `n` buckets.
     """
-    levels = cdf_levels(scores, prior)
-    raw = np.ceil(levels * n - 1e-9).astype(np.int64) - 1  # cdf in ((b-1)/n, b/n] -> bucket b-1
+    distinct, rank = np.unique(np.asarray(scores), return_inverse=True)
+    if len(distinct) <= n:
+        return rank.astype(np.int32)
+    raw = np.ceil(cdf_levels(scores, prior) * n - 1e-9).astype(np.int64) - 1  # cdf in ((b-1)/n, b/n] -> bucket b-1
     return np.unique(raw, return_inverse=True)[1].astype(np.int32)
-
