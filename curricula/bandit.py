@@ -57,14 +57,14 @@ def bandit(axis: Axis, n_buckets: int, n_examples: int, history: int = 200) -> S
     n_arms = arm_distributions.shape[0]
 
     def draw(state, hp):
-        key, key_arm = jax.random.split(state["key"])
+        key, key_arm = jax.random.split(jax.random.wrap_key_data(state["key"]))
         probs = policy(state["log_weights"], hp["explore"])
         arm = jax.random.choice(key_arm, n_arms, p=probs)
-        return {**state, "key": key, "arm": arm, "arm_prob": probs[arm]}
+        return {**state, "key": jax.random.key_data(key), "arm": arm, "arm_prob": probs[arm]}
 
     def init(key):
         zero = jnp.zeros((), jnp.float32)
-        state = {"log_weights": jnp.zeros(n_arms), "key": key, "arm": jnp.zeros((), jnp.int32), "arm_prob": zero,
+        state = {"log_weights": jnp.zeros(n_arms), "key": jax.random.key_data(key), "arm": jnp.zeros((), jnp.int32), "arm_prob": zero,
                  "played": jnp.zeros((), jnp.int32), "played_prob": zero, "ids": jnp.zeros(n_examples, jnp.int32),
                  "loss": zero, "count": jnp.zeros((), jnp.int32), "gain": zero, "pending": jnp.zeros((), bool),
                  "history": jnp.full(history, jnp.nan), "reward": zero, "shift": zero}
@@ -94,7 +94,7 @@ def bandit(axis: Axis, n_buckets: int, n_examples: int, history: int = 200) -> S
     def summary(state, hp):
         probs = policy(state["log_weights"], hp["explore"])
         out = {"bandit_entropy": distribution_entropy(probs), "bandit_arm": state["played"].astype(jnp.float32),
-               "bandit_gain": state["gain"], "bandit_reward": state["reward"], "shift": state["shift"]}
+               "bandit_gain": state["gain"], "bandit_reward": state["reward"], "curriculum_shift": state["shift"]}
         return out | {f"bandit_p{k}": probs[k] for k in range(n_arms)}
 
     return Sampler(init=init, env=env, update=update, summary=summary)

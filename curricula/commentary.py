@@ -66,7 +66,7 @@ def commentary(objects: np.ndarray, n_values: int, train_steps: int, hidden: int
     meta_optimizer = optax.scale_by_adam()
 
     def shuffle_key(state, step):
-        return jax.random.fold_in(state["key"], step) if shuffle else None
+        return jax.random.fold_in(jax.random.wrap_key_data(state["key"]), step) if shuffle else None
 
     def weights(state, ids, step, hp):
         return weights_of(state["params"], x_all[ids], step / train_steps, hp["drift"], shuffle_key(state, step))
@@ -76,7 +76,7 @@ def commentary(objects: np.ndarray, n_values: int, train_steps: int, hidden: int
         params = network_init(key_net, x_all.shape[1], hidden)
         zero = jnp.zeros((), jnp.float32)
         return {"params": params, "adam": meta_optimizer.init(params), "grad": jax.tree.map(jnp.zeros_like, params),
-                "pending": jnp.zeros((), bool), "key": key_shuffle, "drift": zero, "weight_mean": zero, "weight_std": zero,
+                "pending": jnp.zeros((), bool), "key": jax.random.key_data(key_shuffle), "drift": zero, "weight_mean": zero, "weight_std": zero,
                 "meta_grad_norm": zero}
 
     def update(state, stats: Stats, hp):

@@ -65,10 +65,10 @@ def paced(axis: Axis, kind: str, order: str, train_steps: int, n_buckets: int = 
 
     hp (the curriculum section's continuous fields): initial, power (competence), pace (all).
     State: the per-unit levels (CDF levels, or buckets), the distribution last played [n_units],
-    and its statistics. Summary: competence (c(t), or the fraction of buckets reached), support
-    (fraction of units in play), shift (total variation between consecutive steps' distributions:
-    how fast the data mix moves), entropy, and for target axes `above_competence`, the fraction of
-    drawn examples outside what the pacing admits (0 by construction; logged as a check).
+    and its statistics. Summary (prefixed `curriculum_`): competence (c(t), or the fraction of
+    buckets reached), support (fraction of units in play), shift (total variation between
+    consecutive steps' distributions: how fast the data mix moves), entropy, and for target axes
+    `above`, the fraction of drawn examples outside what the pacing admits (0 by construction; a check).
     """
     prior = jnp.asarray(axis.prior, jnp.float32)
     if kind == "competence":
@@ -118,10 +118,10 @@ def paced(axis: Axis, kind: str, order: str, train_steps: int, n_buckets: int = 
                 "support": jnp.mean(inside), "above": above}
 
     def summary(state, hp):
-        out = {"competence": state["competence"], "support": state["support"], "shift": state["shift"],
-               "curriculum_entropy": distribution_entropy(state["q"])}
+        out = {"curriculum_competence": state["competence"], "curriculum_support": state["support"],
+               "curriculum_shift": state["shift"], "curriculum_entropy": distribution_entropy(state["q"])}
         if axis.targets:
-            out["above_competence"] = state["above"]
+            out["curriculum_above"] = state["above"]
         return out
 
     return Sampler(init=init, env=env, update=update, summary=summary)

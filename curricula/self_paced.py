@@ -48,7 +48,7 @@ def self_paced(n_objects: int, chance_loss: float, train_steps: int) -> Sampler:
         return {"memory": jnp.zeros(n_objects, jnp.float32), "selected": zero, "weight_mean": zero, "threshold": zero}
 
     def summary(state, hp):
-        return {"selected": state["selected"], "curriculum_weight_mean": state["weight_mean"],
-                "loss_threshold": state["threshold"]}
+        return {"curriculum_selected": state["selected"], "curriculum_weight_mean": state["weight_mean"],
+                "curriculum_threshold": state["threshold"]}
 
     return Sampler(init=init, env=lambda state, base, step, hp: base, update=update, weights=weights, summary=summary)

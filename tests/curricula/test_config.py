@@ -65,3 +65,18 @@ def test_lab_run_exits_2_with_the_error_on_one_line(tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert code == 2 and len(err.splitlines()) == 1 and override.split("=")[0] in err, err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("kind", ["uniform", "competence", "baby_steps", "one_pass", "bandit", "self_paced", "commentary"])
+def test_every_samplers_state_converts_to_numpy(kind):
+    """The runner hands final states back as numpy arrays: no typed PRNG keys in a sampler's state."""
+    import jax
+    import numpy as np
+
+    import curricula
+    import games
+
+    config = load(overrides=TINY + [f"curriculum.kind={kind}"])
+    sampler = curricula.make_sampler(config.curriculum, games.world_of(config.game), config.game, config.train.steps, 32)
+    for leaf in jax.tree.leaves(sampler.init(jax.random.key(0))):
+        np.asarray(leaf)

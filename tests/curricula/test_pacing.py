@@ -130,7 +130,7 @@ def test_update_records_the_pacing_and_that_nothing_was_drawn_above_it(axis, bas
                       weights=jnp.ones(32), step=jnp.int32(step))
         state = sampler.update(state, stats, HP)
         summary = sampler.summary(state, HP)
-        assert float(summary["above_competence"]) == 0.0
-        assert float(summary["competence"]) == pytest.approx(float(curricula.competence(step, 60, 0.05, 2.0)), rel=1e-6)
-        shifts.append(float(summary["shift"]))
+        assert float(summary["curriculum_above"]) == 0.0
+        assert float(summary["curriculum_competence"]) == pytest.approx(float(curricula.competence(step, 60, 0.05, 2.0)), rel=1e-6)
+        shifts.append(float(summary["curriculum_shift"]))
     assert shifts[0] == 0.0 and max(shifts) > 0.0  # the mix moves when a new level enters

@@ -64,8 +64,8 @@ def paced():
 def test_the_trainer_draws_only_what_the_competence_admits(paced):
     config, history = paced
     batch = {k: np.asarray(v)[:, 1:] for k, v in history["batch"].items()}
-    assert np.all(batch["above_competence"] == 0.0)
-    competence, support = batch["competence"], batch["support"]
+    assert np.all(batch["curriculum_above"] == 0.0)
+    competence, support = batch["curriculum_competence"], batch["curriculum_support"]
     assert np.all(np.diff(competence, axis=1) > 0) and np.all(np.diff(support, axis=1) >= 0)
     assert support[0, 0] < 0.5 and support[0, -1] == 1.0  # few objects at first, all once the pace has run out
 

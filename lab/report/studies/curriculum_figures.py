@@ -82,7 +82,7 @@ def mechanism(wide: pd.DataFrame, path: str | Path, order: list[str], baseline: 
     fig, axes = plt.subplots(2, 2, figsize=(12, 7.5), sharex=True)
     panels = [
         (axes[0, 0], paced, "relative_update", "update norm / lr, relative to uniform", "hand-crafted and bandit curricula"),
-        (axes[1, 0], paced, "shift", "data-mix shift per step (total variation)", "how fast the data mix moves"),
+        (axes[1, 0], paced, "curriculum_shift", "data-mix shift per step (total variation)", "how fast the data mix moves"),
         (axes[0, 1], learned, "relative_update", "update norm / lr, relative to uniform", "learned weightings"),
         (axes[1, 1], [n for n in curricula if n in learned or n == "self-paced"], "curriculum_weight_mean",
          "batch mean of the curriculum weights", "the weights' scale (1: normalised)"),
