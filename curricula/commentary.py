@@ -15,11 +15,13 @@ applies it with Adam (rate `meta_lr`). The last layer starts at zero: every weig
 the commentary has learned something.
 
 `shuffle` is the control of Weber et al.'s finding that learned curricula worked as well on
-randomly ordered data: the weights of a batch (meta-learning's included) are permuted among its
-examples, so they keep their spread and their course over training but no longer know which
-example they weigh.
+randomly ordered data: with that probability a step's weights (meta-learning's included) are
+permuted among the examples of its batch, so at 1 they keep their spread and their course over
+training but no longer know which example they weigh. A continuous knob, so that the commentary
+and its control share one compiled call.
 
-hp: drift (0: weights of mean 1; 1: their raw mean, which then acts as a learning-rate schedule), meta_lr.
+hp: drift (0: weights of mean 1; 1: their raw mean, which then acts as a learning-rate schedule),
+shuffle, meta_lr.
 """
 
 from __future__ import annotations
@@ -52,31 +54,29 @@ def raw_weights(params: dict, x: jax.Array, progress: jax.Array) -> jax.Array:
     return 2.0 * jax.nn.sigmoid(jnp.tanh(inputs @ params["w1"] + params["b1"]) @ params["w2"] + params["b2"])
 
 
-def weights_of(params: dict, x: jax.Array, progress: jax.Array, drift, shuffle_key: jax.Array | None = None) -> jax.Array:
-    """The batch's weights `[B]`: raw, permuted among the batch under `shuffle_key`, normalised by `drift`."""
+def weights_of(params: dict, x: jax.Array, progress: jax.Array, drift, shuffle, key: jax.Array) -> jax.Array:
+    """The batch's weights `[B]`: raw, permuted among the batch with probability `shuffle` (`key`), normalised by `drift`."""
+    key_coin, key_order = jax.random.split(key)
     w = raw_weights(params, x, progress)
-    if shuffle_key is not None:
-        w = w[jax.random.permutation(shuffle_key, w.shape[0])]
+    w = jnp.where(jax.random.uniform(key_coin) < shuffle, w[jax.random.permutation(key_order, w.shape[0])], w)
     return normalise(w, drift)
 
 
-def commentary(objects: np.ndarray, n_values: int, train_steps: int, hidden: int = 16, shuffle: bool = False) -> Sampler:
+def commentary(objects: np.ndarray, n_values: int, train_steps: int, hidden: int = 16) -> Sampler:
     """Commentary weights over the train `objects`; draws follow the world's distribution unchanged."""
     x_all = jnp.asarray(features(objects, n_values))
     meta_optimizer = optax.scale_by_adam()
 
-    def shuffle_key(state, step):
-        return jax.random.fold_in(jax.random.wrap_key_data(state["key"]), step) if shuffle else None
-
     def weights(state, ids, step, hp):
-        return weights_of(state["params"], x_all[ids], step / train_steps, hp["drift"], shuffle_key(state, step))
+        key = jax.random.fold_in(jax.random.wrap_key_data(state["key"]), step)
+        return weights_of(state["params"], x_all[ids], step / train_steps, hp["drift"], hp["shuffle"], key)
 
     def init(key):
         key_net, key_shuffle = jax.random.split(key)
         params = network_init(key_net, x_all.shape[1], hidden)
         zero = jnp.zeros((), jnp.float32)
         return {"params": params, "adam": meta_optimizer.init(params), "grad": jax.tree.map(jnp.zeros_like, params),
-                "pending": jnp.zeros((), bool), "key": jax.random.key_data(key_shuffle), "drift": zero, "weight_mean": zero, "weight_std": zero,
+                "pending": jnp.zeros((), bool), "key": jax.random.key_data(key_shuffle), "drift": zero, "shuffle": zero, "weight_mean": zero, "weight_std": zero,
                 "meta_grad_norm": zero}
 
     def update(state, stats: Stats, hp):
@@ -85,7 +85,8 @@ def commentary(objects: np.ndarray, n_values: int, train_steps: int, hidden: int
         stepped = jax.tree.map(lambda p, d: p - hp["meta_lr"] * d, state["params"], direction)
         keep = lambda new, old: jnp.where(state["pending"], new, old)  # noqa: E731
         return {**state, "params": jax.tree.map(keep, stepped, state["params"]), "adam": jax.tree.map(keep, adam, state["adam"]),
-                "pending": jnp.zeros((), bool), "drift": jnp.asarray(hp["drift"], jnp.float32),  # the meta step reads it
+                "pending": jnp.zeros((), bool), "drift": jnp.asarray(hp["drift"], jnp.float32),  # the meta step reads them
+                "shuffle": jnp.asarray(hp["shuffle"], jnp.float32),
                 "weight_mean": jnp.mean(w), "weight_std": jnp.std(w)}
 
     def summary(state, hp):
@@ -104,7 +105,7 @@ def parameters(state) -> dict:
     return state["params"]
 
 
-def cached_drift(state) -> jax.Array:
-    """The run's `drift`, as the last `update` saw it (interventions are not handed the curriculum's hp)."""
-    return state["drift"]
+def cached_knobs(state) -> tuple[jax.Array, jax.Array]:
+    """The run's (drift, shuffle), as the last `update` saw them (interventions are not handed the curriculum's hp)."""
+    return state["drift"], state["shuffle"]
 

@@ -4,7 +4,7 @@
     curriculum.kind=competence curriculum.order=random                     # Wu et al.'s random-order control
     curriculum.kind=bandit curriculum.step_size=0.05                        # Graves et al.'s Exp3.S
 
-Continuous fields (pace, initial, power, step_size, explore, mix, drift, meta_lr) arrive as
+Continuous fields (pace, initial, power, step_size, explore, mix, drift, shuffle, meta_lr) arrive as
 arrays in `hp["curriculum"]`, so one compiled call can vary them across runs; the others are static.
 """
 
@@ -23,7 +23,7 @@ from games.fields import ConfigError, doc
 
 KINDS = ("uniform",) + PACED + ("bandit", "self_paced", "commentary")
 AXIS_KINDS = PACED + ("bandit",)  # the schedulers that index a difficulty axis
-ORDERED_KINDS = PACED + ("commentary",)
+ORDERED_KINDS = PACED
 
 
 @dataclass(frozen=True)
@@ -36,8 +36,7 @@ class CurriculumConfig:
                     "(-log p(x), needs game.distribution=zipf), distractors and similarity (discrimination); auto: values "
                     "for reconstruction, distractors for discrimination", "auto", choices=("auto",) + AXES)
     order: str = doc("competence, baby_steps, one_pass: easy_first; hard_first (anti-curriculum); random (the same pacing "
-                     "over a random order of the units, Wu et al. 2021); commentary: random permutes the weights within "
-                     "each batch (the data-agnostic control)", "easy_first", choices=ORDERS)
+                     "over a random order of the units, Wu et al. 2021)", "easy_first", choices=ORDERS)
     initial: float = doc("competence c0 at step 0, the fraction of the data in play (Platanios et al. used 0.01); "
                          "self_paced: the threshold starts at c0 times the chance loss", 0.1, low=0.0, high=1.0,
                          low_open=True, continuous=True)
@@ -57,6 +56,8 @@ class CurriculumConfig:
     drift: float = doc("self_paced, commentary: how much of the weights' raw batch mean is kept (0: normalised to mean 1; "
                        "1: as in naive implementations, where the mean acts as a learning-rate schedule)", 0.0, low=0.0,
                        high=1.0, continuous=True)
+    shuffle: float = doc("commentary: probability that a step's weights are permuted among the examples of its batch "
+                         "(1: the data-agnostic control of Weber et al. 2023)", 0.0, low=0.0, high=1.0, continuous=True)
     meta_every: int = doc("commentary: optimizer steps between meta-updates of the weighting network", 20, low=1)
     meta_steps: int = doc("commentary: inner training steps differentiated through in each meta-update", 2, low=1)
     meta_batch: int = doc("commentary: games per inner step and in the held-out batch", 64, low=1)
@@ -101,8 +102,7 @@ def make_sampler(config: CurriculumConfig, world, game_config, train_steps: int,
     if config.kind == "self_paced":
         return self_paced(len(world.train), chance_loss(game_config), train_steps)
     if config.kind == "commentary":
-        return commentary(world.train_objects, game_config.n_values, train_steps, config.meta_hidden,
-                          shuffle=config.order == "random")
+        return commentary(world.train_objects, game_config.n_values, train_steps, config.meta_hidden)
     axis = make_axis(config.axis_of(game_config), world, game_config)
     if config.kind == "bandit":
         if len(set(buckets(axis.scores, axis.prior, config.buckets).tolist())) < 2:

@@ -95,14 +95,13 @@ def meta_step(spec: Spec) -> Intervention:
     c = spec.config
     cur, P, Q = c.curriculum, c.population.n_senders, c.population.n_receivers
     x_all = jnp.asarray(curricula.commentary.features(spec.world.train_objects, c.game.n_values))
-    shuffle = cur.order == "random"
 
-    def held_out_loss(phi, params, rates, key, progress, drift):
+    def held_out_loss(phi, params, rates, key, progress, drift, shuffle):
         keys = jax.random.split(key, cur.meta_steps + 1)
         for i in range(cur.meta_steps):
             key_ids, key_play, key_shuffle = jax.random.split(keys[i], 3)
             ids = spec.game.sample_ids(key_ids, spec.train_env, cur.meta_batch)
-            w = curricula.commentary.weights_of(phi, x_all[ids], progress, drift, key_shuffle if shuffle else None)
+            w = curricula.commentary.weights_of(phi, x_all[ids], progress, drift, shuffle, key_shuffle)
             grads = jax.grad(lambda theta: surrogate(spec, theta, ids, w, key_play))(params)
             params = jax.tree.map(lambda theta, g, rate: theta - rate * g, params, grads, rates)
         key_ids, key_play = jax.random.split(keys[-1])
@@ -111,13 +110,13 @@ def meta_step(spec: Spec) -> Intervention:
 
     def update(key, state, own, step, hp):
         phi = curricula.commentary.parameters(state.sampler)
-        drift = curricula.commentary.cached_drift(state.sampler)
+        drift, shuffle = curricula.commentary.cached_knobs(state.sampler)
         progress = step / c.train.steps
 
         def pair_gradient(p, key):
             params = (take(state.senders, p), take(state.receivers, p % Q))
             rates = (frozen_adam_rates(take(state.sender_opt, p)), frozen_adam_rates(take(state.receiver_opt, p % Q)))
-            return jax.grad(held_out_loss)(phi, params, rates, key, progress, drift)
+            return jax.grad(held_out_loss)(phi, params, rates, key, progress, drift, shuffle)
 
         grads = jax.vmap(pair_gradient)(jnp.arange(P), jax.random.split(key, P))
         grad = jax.tree.map(lambda g: jnp.mean(g, axis=0), grads)

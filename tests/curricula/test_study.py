@@ -55,8 +55,9 @@ def test_compile_groups_merge_schedulers_that_differ_only_in_continuous_knobs():
     configs = study.study_configs(small=True, schedulers=["competence-linear", "competence-sqrt", "commentary",
                                                           "commentary-drift", "commentary-shuffled", "random-order"])
     groups = study.compile_groups(configs)
-    assert ["competence-linear", "competence-sqrt"] in groups and ["commentary", "commentary-drift"] in groups
-    assert ["commentary-shuffled"] in groups and ["uniform"] in groups and ["random-order"] in groups
+    assert ["competence-linear", "competence-sqrt"] in groups
+    assert ["commentary", "commentary-drift", "commentary-shuffled"] in groups
+    assert ["uniform"] in groups and ["random-order"] in groups
     assert len(study.adam_grid(small=True)) == 6 and len(study.adam_grid(small=False)) == 24
 
 

@@ -46,7 +46,7 @@ def test_self_paced_counts_the_examples_under_a_threshold_that_grows():
 
 def test_commentary_starts_neutral_and_its_shuffled_control_keeps_the_weights_of_the_batch():
     objects = np.array([[0, 0], [0, 1], [1, 0], [1, 1], [2, 2]])
-    hp = {"drift": jnp.float32(0.0), "meta_lr": jnp.float32(0.1)}
+    hp = {"drift": jnp.float32(0.0), "shuffle": jnp.float32(0.0), "meta_lr": jnp.float32(0.1)}
     sampler = commentary.commentary(objects, 3, train_steps=100)
     state = sampler.init(jax.random.key(0))
     ids = jnp.array([0, 1, 2, 3, 4, 4])
@@ -58,7 +58,6 @@ def test_commentary_starts_neutral_and_its_shuffled_control_keeps_the_weights_of
     state = sampler.update(commentary.record(state, grad), stats(np.asarray(ids), np.ones(6), 5), hp)
     learned = np.asarray(sampler.weights(state, ids, jnp.int32(5), hp))
     assert learned.std() > 1e-3 and learned.mean() == pytest.approx(1.0, rel=1e-5)
-    shuffled_sampler = commentary.commentary(objects, 3, train_steps=100, shuffle=True)
-    shuffled = np.asarray(shuffled_sampler.weights(state, ids, jnp.int32(5), hp))
+    shuffled = np.asarray(sampler.weights(state, ids, jnp.int32(5), {**hp, "shuffle": jnp.float32(1.0)}))
     np.testing.assert_allclose(np.sort(shuffled), np.sort(learned), rtol=1e-6)
     assert not np.allclose(shuffled, learned)  # the same weights, given to other examples
