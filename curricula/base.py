@@ -16,6 +16,9 @@ hyperparameters (the `curriculum` config section's continuous fields, arrays und
 instead of (or besides) choosing them returns its weights from `weights`; the trainer multiplies
 them with the objective's, on the receiver's loss and the sender's REINFORCE term alike.
 `identity()` is the default: the world's distribution, unchanged, every weight 1.
+
+A sampler that needs randomness after `init` keeps its key in its state as raw key data
+(`jax.random.key_data`, uint32), so that the state, like every other, converts to numpy.
 """
 
 from __future__ import annotations

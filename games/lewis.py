@@ -9,7 +9,9 @@ listener sees the message (and, in discrimination, the candidates) and guesses.
   reward = 1 if it points at the target.
 
 `EnvParams` holds the object set and the distribution targets are drawn from, so a
-curriculum can change (or vmap over) what the game samples without recompiling.
+curriculum can change (or vmap over) what the game samples without recompiling; for
+discrimination it may also hold per-episode distributions over how many distractors are shown
+and how many attributes they may share with the target (games.difficulty: the episode axes).
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ GAMES = ("reconstruction", "discrimination")
 class EnvParams:
     objects: jax.Array  # [n, K] int32, the objects episodes are drawn from
     probs: jax.Array  # [n] float32, p(target)
+    # discrimination only; None plays the game as configured (every distractor shown, no cap)
+    shown_probs: jax.Array | None = None  # [n_distractors] p(d + 1 distractors shown), drawn per episode
+    shared_probs: jax.Array | None = None  # [K] p(distractors share at most s attributes with the target), s = 0..K-1
 
 
 @struct.dataclass
@@ -75,19 +80,20 @@ class LewisGame:
             probs = jnp.full(objects.shape[0], 1.0 / objects.shape[0])
         return EnvParams(objects=objects, probs=jnp.asarray(probs, dtype=jnp.float32))
 
-    def sample_candidates(self, key, params: EnvParams, target_id) -> tuple[jax.Array, jax.Array]:
-        return params.objects[target_id][None], jnp.zeros((), jnp.int32)
+    def sample_candidates(self, key, params: EnvParams, target_id) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """(candidates [C, K], target_index [], shown [C] bool)."""
+        return params.objects[target_id][None], jnp.zeros((), jnp.int32), jnp.ones(1, bool)
 
     def episode(self, key: jax.Array, params: EnvParams, target_id: jax.Array) -> EnvState:
         """A fresh episode whose target is `params.objects[target_id]`, its candidates drawn with `key`."""
-        candidates, target_index = self.sample_candidates(key, params, target_id)
+        candidates, target_index, shown = self.sample_candidates(key, params, target_id)
         return EnvState(
             target=params.objects[target_id],
             candidates=candidates,
             target_index=target_index,
             message=jnp.zeros(self.max_len, jnp.int32),
             turn=jnp.zeros((), jnp.int32),
-            shown=jnp.ones(self.n_candidates, bool),
+            shown=shown,
         )
 
     def reset(self, key: jax.Array, params: EnvParams) -> tuple[Observation, EnvState]:
@@ -152,28 +158,38 @@ class LewisDiscrimination(LewisGame):
         self.hard_negatives = hard_negatives
         self.n_candidates = n_distractors + 1
 
-    def sample_candidates(self, key, params: EnvParams, target_id) -> tuple[jax.Array, jax.Array]:
+    def sample_candidates(self, key, params: EnvParams, target_id) -> tuple[jax.Array, jax.Array, jax.Array]:
         """Distractors drawn without replacement (Gumbel top-k); hard negatives favour shared attributes.
 
         With `hard_negatives`, p(distractor) ∝ number of attributes it shares with the target
-        (objects sharing none come last), so the listener must attend to every attribute.
+        (objects sharing none come last), so the listener must attend to every attribute. With
+        `params.shared_probs`, a cap s ~ shared_probs pushes out objects sharing more than s
+        attributes (the least similar fill in when too few remain); with `params.shown_probs`,
+        only d ~ 1 + shown_probs distractors are shown (the target always is).
         """
         key_pick, key_order = jax.random.split(key)
         objects = params.objects
         n = objects.shape[0]
+        shared = jnp.sum(objects == objects[target_id], axis=-1)
         if self.hard_negatives:
-            shared = jnp.sum(objects == objects[target_id], axis=-1)
             logits = jnp.where(shared > 0, jnp.log(jnp.maximum(shared, 1)), -30.0)
         else:
             logits = jnp.zeros(n)
+        if params.shared_probs is not None:
+            cap = jax.random.categorical(jax.random.fold_in(key, 1), jnp.log(params.shared_probs))
+            logits = logits - 1e3 * jnp.maximum(shared - cap, 0)  # soft, not -inf: too few under the cap still fill in
         logits = jnp.where(jnp.arange(n) == target_id, -jnp.inf, logits)
         gumbel = jax.random.gumbel(key_pick, (n,))
         _, distractor_ids = jax.lax.top_k(logits + gumbel, self.n_distractors)
         ids = jnp.concatenate([target_id[None], distractor_ids])
-        order = jax.random.permutation(key_order, self.n_candidates)
+        order = jax.random.permutation(key_order, self.n_candidates)  # candidate j is unshuffled position order[j]
         ids = ids[order]
         target_index = jnp.argmax(order == 0).astype(jnp.int32)
-        return objects[ids], target_index
+        shown = jnp.ones(self.n_candidates, bool)
+        if params.shown_probs is not None:
+            n_shown = 1 + jax.random.categorical(jax.random.fold_in(key, 2), jnp.log(params.shown_probs))
+            shown = order <= n_shown  # the target (position 0) and the first n_shown distractors
+        return objects[ids], target_index, shown
 
     def reward(self, state: EnvState, guess: jax.Array) -> jax.Array:
         return (guess == state.target_index).astype(jnp.float32)

@@ -11,9 +11,8 @@ Any slot can be given explicitly instead (a component defined elsewhere, a test'
 
 from __future__ import annotations
 
-import curricula
 from games.groups import groups_of
-from lab import controls, dro
+from lab import controls, curriculum, dro
 from lab.core import estimators
 from lab.core.components import Components
 from lab.core.spec import Spec
@@ -29,8 +28,11 @@ def components(spec: Spec, groups=None) -> Components:
     control = controls.interventions(spec)
     reward = merging_rewards.shaped(spec, controls.reward(spec), ema_index=len(control))  # the EMA comes right after
     estimator = estimators.reinforce(reward, t.baseline_decay) if t.mode == "reinforce" else estimators.gumbel()
-    interventions = control + ((ema(),) if c.interventions.ema else ())
-    sampler = merging_rewards.validation_sampler(spec) if c.merge.validation > 0 else curricula.identity()
+    sampler, measuring = curriculum.components(spec)
+    if c.merge.validation > 0:
+        sampler = merging_rewards.validation_sampler(spec, sampler)
+    # the curriculum's own interventions first: they measure the state the last step left, before a reset changes it
+    interventions = measuring + control + ((ema(),) if c.interventions.ema else ())
     objective = dro.objective(spec, 1 if groups is None else int(groups.max()) + 1)
     return Components(estimator=estimator, sampler=sampler, objective=objective, interventions=interventions)
 

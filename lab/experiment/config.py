@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from curricula.config import CurriculumConfig
 from games.config import GameConfig
 from games.fields import ConfigError, check
 from lab.core.agents import AgentsConfig
@@ -30,7 +31,7 @@ from lab.merging.config import MergeConfig
 @dataclass(frozen=True)
 class Config:
     """Every section, each owned by its component: games (game), lab.core (agents, train, population), lab.interventions,
-    lab.dro (objective), lab.merging (merge)."""
+    lab.dro (objective), lab.merging (merge), curricula (curriculum)."""
 
     game: GameConfig = field(default_factory=GameConfig)
     agents: AgentsConfig = field(default_factory=AgentsConfig)
@@ -39,6 +40,7 @@ class Config:
     interventions: InterventionsConfig = field(default_factory=InterventionsConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     merge: MergeConfig = field(default_factory=MergeConfig)
+    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
 
 
 SECTIONS: dict[str, type] = {f.name: f.default_factory for f in dataclasses.fields(Config)}

@@ -43,15 +43,17 @@ def validation_of(spec: Spec) -> np.ndarray:
     return validation_mask(len(spec.world.train), spec.config.merge.validation, spec.config.game.seed)
 
 
-def validation_sampler(spec: Spec) -> Sampler:
-    """The world's train distribution with the held-out objects' probability set to 0 (and the rest renormalised)."""
+def validation_sampler(spec: Spec, sampler: Sampler | None = None) -> Sampler:
+    """`sampler` (default: the world's distribution) with the held-out objects' probability set to 0, the rest renormalised."""
     held_out = jnp.asarray(validation_of(spec))
+    sampler = sampler or curricula.identity()
 
     def env(state, base, step, hp):
-        probs = jnp.where(held_out, 0.0, base.probs)
-        return base.replace(probs=probs / jnp.sum(probs))
+        params = sampler.env(state, base, step, hp)
+        probs = jnp.where(held_out, 0.0, params.probs)
+        return params.replace(probs=probs / jnp.sum(probs))
 
-    return curricula.identity()._replace(env=env)
+    return sampler._replace(env=env)
 
 
 def kl_to_anchor(spec: Spec, ema_index: int) -> Reward:

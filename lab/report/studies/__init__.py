@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Callable
 
 from lab.experiment.config import ConfigError
-from lab.report.studies import coadaptation, dro, merging
+from lab.report.studies import coadaptation, curriculum_adam, dro, merging
 from lab.report.studies.common import Study
 
-STUDIES: dict[str, Callable[..., Study]] = {"coadaptation": coadaptation.coadaptation, "dro": dro.dro, "merging": merging.merging}
+STUDIES: dict[str, Callable[..., Study]] = {"coadaptation": coadaptation.coadaptation, "curriculum-adam": curriculum_adam.curriculum_adam,
+                                            "dro": dro.dro, "merging": merging.merging}
 
 
 def run_study(name: str, out: str | Path, **kwargs) -> Study:
