@@ -228,7 +228,7 @@ def decompose_agents(sender: Sender, receiver: Receiver, objects: jax.Array, key
     instead of 70 s on 2 CPU cores, L_info a few thousandths of a nat low. Jit and vmap it.
     """
     objects = jnp.asarray(objects, jnp.int32)
-    message = sender.sample(objects, key)
+    message = sender.sample_each(objects, key)
     episodes = games.reconstruction_episodes(objects, message.symbols.shape[1])
     log_rho = rollout(receiver, episodes, message, "reconstruction").log_rho
     if columns is None or columns >= objects.shape[0] - 1:

@@ -130,6 +130,14 @@ class Sender(nnx.Module):
         keys = jax.random.split(key, self.max_len)
         return self._unroll(objects, lambda log_p, k: jax.nn.one_hot(jax.random.categorical(k, log_p), self.vocab_size), keys)
 
+    def sample_each(self, objects: jax.Array, key: jax.Array) -> Message:
+        """Messages drawn from pi(.|x), row b from its own key `fold_in(key, b)`: a row's message does not
+        depend on the rest of the batch (its size, the padding of an evaluation split). Evaluation and analysis."""
+        rows = jax.vmap(lambda b: jax.random.fold_in(key, b))(jnp.arange(objects.shape[0]))
+        keys = jax.vmap(lambda k: jax.random.split(k, self.max_len))(rows).swapaxes(0, 1)  # [T, B]
+        draw = jax.vmap(jax.random.categorical)
+        return self._unroll(objects, lambda log_p, k: jax.nn.one_hot(draw(k, log_p), self.vocab_size), keys)
+
     def greedy(self, objects: jax.Array) -> Message:
         """The most likely symbol at each position: the language the sender 'speaks'."""
         return self._unroll(objects, lambda log_p, _: jax.nn.one_hot(jnp.argmax(log_p, -1), self.vocab_size), None)

@@ -84,7 +84,7 @@ def evaluate_split(agents: Agents, kind: str, n_values: int, n_groups: int, es: 
 
     def per_sender(sender_params):
         sender = agents.sender(sender_params)
-        greedy, sampled = sender.greedy(targets), sender.sample(targets, key)
+        greedy, sampled = sender.greedy(targets), sender.sample_each(targets, key)
         symbols = greedy.symbols
         speaker = dict(
             topsim=metrics.topsim_jax(targets[es.subset], symbols[es.subset], sub_mask),
