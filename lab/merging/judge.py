@@ -114,7 +114,7 @@ class Judge:
 
         def score(sender, receiver, es):
             targets = es.episodes.target
-            greedy, sampled = sender.greedy(targets), sender.sample_each(targets, self.key)
+            greedy, sampled = sender.greedy(targets), sender.sample(targets, self.key)
             g, s = rollout(receiver, es.episodes, greedy, kind), rollout(receiver, es.episodes, sampled, kind)
             out = dict(accuracy=_mean(g.correct, es.mask), loss=-_mean(s.log_rho, es.mask),
                        topsim=metrics.topsim_jax(targets[es.subset], greedy.symbols[es.subset], es.subset_mask),
