@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(BIN)/lab report runs/demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadfile -q
+	$(BIN)/python -m pytest -n 2 -q
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/throughput.py

@@ -3,7 +3,7 @@ message conventions hold, and the slots compose (a sampler, an objective, interv
 population together, each effect asserted; a component defined here plugs in without a trainer edit).
 
 Each fixture compiles one training function once for the module (tiny worlds: K=2..3, V=3..4, GRU-16..32);
-a compile costs 10-30 s of CPU, which is why variations share fixtures. Run with `--dist loadfile` (the
+a compile costs 10-30 s of CPU, which is why variations share fixtures. Run with `--dist loadgroup` (the
 default in pyproject.toml) so that `-n 2` does not compile them on both workers.
 """
 
