@@ -38,7 +38,7 @@ class Stats(NamedTuple):
     groups: jax.Array  # [N] int, the target's group (0 when the world has no groups)
     loss: jax.Array  # [N] -log rho(x|m), no gradient
     correct: jax.Array  # [N] bool
-    weights: jax.Array  # [N] the objective's per-example weights (mean 1)
+    weights: jax.Array  # [N] the weights the losses were taken with: objective x sampler (mean 1 unless a curriculum drifts)
     step: jax.Array  # [] int, the step these examples were played at
 
 
