@@ -129,7 +129,9 @@ def main() -> None:
           f"{os.cpu_count()} CPU cores", flush=True)
     result = dict(device=str(jax.devices()[0]), platform=platform.platform(), cpu_count=os.cpu_count(), jax=jax.__version__,
                   agents=lab_config.to_dict(config)["agents"], decomposition={})
-    agents = {"untrained": (*make_agents(config, jax.random.key(0)),
+    built = lab.make_trainer(config).agents
+    sender_params, receiver_params = built.init(jax.random.key(0))
+    agents = {"untrained": (built.sender(sender_params), built.receiver(receiver_params),
                             np.asarray(games.objects.object_set(config.game.n_attributes, config.game.n_values, max(args.sizes))))}
     if args.train_steps:
         *trained, accuracy = trained_agents(config, max(args.sizes), args.train_steps)

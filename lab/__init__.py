@@ -21,6 +21,7 @@ from lab.experiment.build import make_train, make_trainer
 from lab.experiment.config import Config, ConfigError, load
 
 cache.enable()  # compile a config once, not once per process (LAB_CACHE=off turns it off)
+cache.quick_compiles()  # on a CPU: XLA's cheaper optimisation level, before JAX starts
 
 
 def train_population(config: Config, trainer: Trainer | None = None, hparams=None):

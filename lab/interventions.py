@@ -18,7 +18,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import games
 from games.fields import ConfigError, doc
 from lab.core.components import Intervention, every
 from lab.core.optim import reinit

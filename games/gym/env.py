@@ -13,7 +13,7 @@ from gymnasium import spaces
 from games.gym.episode import Episode, _reset, _step, key_from_seed, to_numpy
 from games.gym.partners import Partner, compositional_partner
 from games.gym.render import render_episode, state_view
-from games.lewis import EnvParams, make_game
+from games.lewis import EnvParams, EnvState, make_game
 from games.objects import object_set
 
 ROLES = ("speaker", "listener")

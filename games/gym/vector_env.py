@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import gymnasium
+import jax
 import jax.numpy as jnp
 import numpy as np
 from gymnasium.vector import AutoresetMode
@@ -14,6 +15,7 @@ from games.gym.env import RENDER_MODES, setup
 from games.gym.episode import _vector_reset, _vector_step, _vector_step_then_reset, key_from_seed, to_numpy
 from games.gym.partners import Partner
 from games.gym.render import render_episode, state_view
+from games.lewis import EnvState
 
 
 class LewisVectorEnv(gymnasium.vector.VectorEnv):

@@ -1,12 +1,22 @@
-"""JAX's persistent compilation cache, on by default for `lab run`, `lab sweep`, the studies and the notebooks.
+"""Compiling less: JAX's persistent compilation cache, and XLA's quicker CPU compiles; both on with `import lab`.
+
+The cache is on by default for `lab run`, `lab sweep`, the studies and the notebooks.
 
 A config compiled once is not compiled again in a new process (a second `lab run`, a notebook
 kernel restart): the compiled programs are kept in a folder, by default `~/.cache/lewis-lab/jax`.
 Set `LAB_CACHE=/another/folder` to move it, or `LAB_CACHE=off` to turn it off.
+
+On a CPU, compiling is most of a short run's time. `quick_compiles()` sets XLA's backend
+optimisation level to 1 and turns off LLVM's expensive passes (`QUICK_COMPILES`): each compile takes
+about 40-50% less (105 s -> 64 s for a curriculum-adam program, 44 s -> 19 s for the default
+block, measured on 2 busy cores) and the compiled steps run about as fast. It does nothing when
+`XLA_FLAGS` already names an optimisation level (yours wins), when JAX has already started (too
+late), or when a CUDA plugin is installed (the flags are for CPU code).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -14,6 +24,7 @@ import jax
 
 DEFAULT = Path.home() / ".cache" / "lewis-lab" / "jax"
 OFF = ("off", "0", "false", "no", "none", "")
+QUICK_COMPILES = "--xla_backend_optimization_level=1 --xla_llvm_disable_expensive_passes=true"
 
 
 def folder() -> Path | None:
@@ -34,3 +45,15 @@ def enable() -> Path | None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     return path
+
+
+def quick_compiles() -> bool:
+    """Add QUICK_COMPILES to XLA_FLAGS (module doc); whether it did."""
+    from jax._src import xla_bridge
+
+    flags = os.environ.get("XLA_FLAGS", "")
+    gpu = any(importlib.util.find_spec(p) for p in ("jax_cuda12_plugin", "jax_cuda13_plugin", "jax_rocm60_plugin"))
+    if "xla_backend_optimization_level" in flags or xla_bridge.backends_are_initialized() or gpu:
+        return False
+    os.environ["XLA_FLAGS"] = f"{flags} {QUICK_COMPILES}".strip()
+    return True

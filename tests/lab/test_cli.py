@@ -4,7 +4,6 @@ One real run in a subprocess (the installed `lab` command) for the module; the e
 before training and call `lab.cli.main` in process.
 """
 
-import os
 import shutil
 import subprocess
 import sys

@@ -20,7 +20,6 @@ DIR/configs/*.yaml    the resolved config of each scheduler
 from __future__ import annotations
 
 import itertools
-import os
 import time
 from pathlib import Path
 
@@ -72,21 +71,6 @@ SCHEDULERS = {
 }
 PACED = ("competence-linear", "competence-sqrt", "anti-curriculum", "random-order", "baby-steps", "one-pass")
 KEYS = ("lr", "beta2", "eps")  # the Adam grid's columns in the tables
-# Small mode compiles nine programs, and on a CPU compiling dominates: XLA's cheaper optimisation level cuts
-# each compile by about 40% (105 s -> 64 s measured on 2 busy cores) for steps about as fast.
-QUICK_COMPILES = "--xla_backend_optimization_level=1 --xla_llvm_disable_expensive_passes=true"
-
-
-def quick_compiles() -> bool:
-    """Set XLA_FLAGS to QUICK_COMPILES, unless the user has set them or JAX has already started (too late: a no-op)."""
-    from jax._src import xla_bridge
-
-    if os.environ.get("XLA_FLAGS") or xla_bridge.backends_are_initialized():
-        return False
-    os.environ["XLA_FLAGS"] = QUICK_COMPILES
-    return True
-
-
 def study_configs(small: bool, overrides: list[str] = (), schedulers=None) -> dict[str, Config]:
     """The validated config of every scheduler (or of `schedulers`, the baseline always first)."""
     names = [BASELINE] + [n for n in (schedulers or SCHEDULERS) if n != BASELINE]
@@ -266,7 +250,7 @@ def verdict(summary: pd.DataFrame, mechanism: pd.DataFrame) -> str:
     helped = [n for n, row in at_worst.iterrows()
               if row["advantage_mean"] > 2 * row["advantage_std"] / np.sqrt(row["seeds"]) and row["advantage_mean"] > 0]
     if helped:
-        text.append(f"Where uniform is tuned worst, these help by more than two standard errors of the paired difference: "
+        text.append("Where uniform is tuned worst, these help by more than two standard errors of the paired difference: "
                     + "; ".join(f"{n} ({at_worst.loc[n, 'advantage_mean']:+.3f})" for n in helped) + ".")
     paced = mechanism.loc[[n for n in PACED if n in mechanism.index]]
     if len(paced):
@@ -323,8 +307,6 @@ def curriculum_adam(out: str | Path, small: bool = False, overwrite: bool = Fals
     """Curricula against uniform over an Adam grid: do they beat well-tuned Adam? Writes DIR (module doc)."""
     out = Path(out)
     check_out_dir(out, overwrite)
-    if small:
-        quick_compiles()
     configs = study_configs(small, overrides, schedulers)
     cells = adam_grid(small)
     start = time.perf_counter()

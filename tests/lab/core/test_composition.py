@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 import curricula
-import games
 import lab
 from lab.core.components import Intervention, Objective
 from lab.core.spec import Spec

@@ -15,13 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import curricula
 import games
 import lab
-from lab.core.components import Intervention, Objective
-from lab.core.spec import Spec
 from lab.core.trainer import Trainer, TrainState
-from lab.interventions import reset_receivers
 
 # 16 objects, 13 in train; vocabulary 16 (EOS included), messages of up to 3 symbols
 BASE = ["game.n_attributes=2", "game.n_values=4", "agents.hidden_size=32", "agents.vocab_size=16",

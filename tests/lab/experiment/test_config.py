@@ -14,7 +14,6 @@ import yaml
 from lab import config
 from games.config import GameConfig
 from lab.core.agents import AgentsConfig
-from lab.core.trainer import TrainConfig
 from lab.experiment.config import SECTIONS, Config, ConfigError
 
 ROOT = Path(__file__).resolve().parents[3]
