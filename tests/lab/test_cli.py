@@ -97,6 +97,19 @@ def test_a_summary_is_printed(run):
         assert word in done.stdout, (word, done.stdout)
 
 
+def test_report_splits_the_gap_into_information_and_co_adaptation(run, table, tmp_path):
+    out = tmp_path / "tiny"
+    shutil.copytree(run[0], out)
+    assert cli.main(["report", str(out)]) == 0
+    text = (out / "report.md").read_text()
+    assert "L_info" in text and (out / "figures" / "decomposition.png").is_file()
+    last = results.final(table)
+    mean = lambda split, metric: last[(last["split"] == split) & (last["metric"] == metric)]["value"].mean()  # noqa: E731
+    gap = {m: mean("test", m) - mean("train", m) for m in ("loss", "l_info", "l_adapt")}
+    assert gap["loss"] == pytest.approx(gap["l_info"] + gap["l_adapt"], abs=1e-4)
+    assert f"Of the generalization gap of {gap['loss']:.2f} nats, L_adapt carries {gap['l_adapt']:.2f}" in text
+
+
 def greedy_accuracy(sender, receiver, objects: np.ndarray) -> float:
     """Reconstruction accuracy of greedy messages, read where each message ends (independent of the trainer's rollout)."""
     objects = jnp.asarray(objects)
