@@ -99,17 +99,18 @@ def test_chunks_hold_unfinished_cells_and_share_one_padded_size():
 
 
 def test_continuous_fields_vary_inside_one_compile_group():
-    config = load()
+    base = ["interventions.ema=true"]  # merge.kl_beta > 0 needs the EMA anchor
+    config = load(overrides=base)
     for key in continuous_keys(Config):  # each reaches the trainer through Hparams, and leaves the compile group alone
         section, name = key.split(".")
         value = getattr(getattr(config, section), name)
-        changed = load(overrides=[f"{key}={value / 2 if 0 < value <= 1 else value * 2 + 0.5}"])  # some live in (0, 1]
+        changed = load(overrides=base + [f"{key}={value / 2 if 0 < value <= 1 else value * 2 + 0.5}"])  # some live in (0, 1]
         assert static_key(changed) == static_key(config), key
         pairs = zip(jax.tree.leaves(hparams_from_config(config)), jax.tree.leaves(hparams_from_config(changed)))
         assert any(not np.array_equal(x, y) for x, y in pairs), key
     for key in SEED_FIELDS:
-        assert static_key(load(overrides=[f"{key}=3"])) == static_key(config), key
-    assert static_key(load(overrides=["agents.hidden_size=8"])) != static_key(config)
+        assert static_key(load(overrides=base + [f"{key}=3"])) == static_key(config), key
+    assert static_key(load(overrides=base + ["agents.hidden_size=8"])) != static_key(config)
 
 
 # -- bad input ----------------------------------------------------------------------------------
