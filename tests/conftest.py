@@ -19,6 +19,7 @@ os.environ.setdefault("LAB_CACHE", str(Path(tempfile.gettempdir()) / f"lab-test-
 import lab  # noqa: E402,F401  (after the environment is set: turns the cache and the quick compiles on)
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items):
     for item in items:
         group = item.nodeid if "test_runs_in_small_mode" in item.nodeid else item.module.__name__
