@@ -20,7 +20,6 @@ DIR/configs/*.yaml    the resolved config of each scheduler
 from __future__ import annotations
 
 import itertools
-import os
 import time
 from pathlib import Path
 
@@ -39,7 +38,7 @@ from lab.experiment.execute import run_population
 from lab.experiment.io import staged
 from lab.experiment.run import check_out_dir, progress_bar
 from lab.report.studies import curriculum_figures as figures
-from lab.report.studies.common import Study
+from lab.report.studies.common import Study, quick_compiles
 
 # Discrimination among 5 candidates in a world of K=3 attributes x V=5 values, a quarter of them held out
 # (compositional split: 94 train, 31 test objects): held-out objects can be told apart, so test accuracy
@@ -72,21 +71,6 @@ SCHEDULERS = {
 }
 PACED = ("competence-linear", "competence-sqrt", "anti-curriculum", "random-order", "baby-steps", "one-pass")
 KEYS = ("lr", "beta2", "eps")  # the Adam grid's columns in the tables
-# Small mode compiles nine programs, and on a CPU compiling dominates: XLA's cheaper optimisation level cuts
-# each compile by about 40% (105 s -> 64 s measured on 2 busy cores) for steps about as fast.
-QUICK_COMPILES = "--xla_backend_optimization_level=1 --xla_llvm_disable_expensive_passes=true"
-
-
-def quick_compiles() -> bool:
-    """Set XLA_FLAGS to QUICK_COMPILES, unless the user has set them or JAX has already started (too late: a no-op)."""
-    from jax._src import xla_bridge
-
-    if os.environ.get("XLA_FLAGS") or xla_bridge.backends_are_initialized():
-        return False
-    os.environ["XLA_FLAGS"] = QUICK_COMPILES
-    return True
-
-
 def study_configs(small: bool, overrides: list[str] = (), schedulers=None) -> dict[str, Config]:
     """The validated config of every scheduler (or of `schedulers`, the baseline always first)."""
     names = [BASELINE] + [n for n in (schedulers or SCHEDULERS) if n != BASELINE]
