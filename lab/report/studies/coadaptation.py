@@ -49,7 +49,8 @@ from lab.experiment.config import Config, ConfigError, load, to_dict
 from lab.experiment.io import staged
 from lab.experiment.run import check_out_dir, train
 from lab.report import plots
-from lab.report.studies.common import RULE, Study, judge, quick_compiles
+from lab.report.studies.common import (MIN_SEEDS, NOT_REPRODUCED, REPRODUCED, RULE, RULE_SE, Study, judge,
+                                       quick_compiles)
 
 # K=4 attributes x V=4 values, 80/20 compositional split: 205 train objects, 51 test (unseen combinations).
 WORLD = ["game.kind=reconstruction", "game.n_attributes=4", "game.n_values=4", "game.split=compositional",
@@ -183,6 +184,10 @@ def claims(seeds: pd.DataFrame, baseline: str = BASELINE) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _up(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
 def _share(part: float, whole: float) -> str:
     return f"{100 * part / whole:.0f}%" if abs(whole) > 1e-9 else "n/a"
 
@@ -207,11 +212,53 @@ def verdict(seeds: pd.DataFrame, judged: pd.DataFrame | None = None, baseline: s
         for column, words, _ in MEASURES[claim]:
             rows = judged[(judged["claim"] == claim) & (judged["measure"] == column)]
             each = "; ".join(f"{r['condition']} {r['value']:.2f} ({_effect(r)})" for _, r in rows.iterrows())
-            parts.append(f"{words[0].upper() + words[1:]} ({baseline} {rows['baseline'].iloc[0]:.2f}): {each}")
+            parts.append(f"{_up(words)} ({baseline} {rows['baseline'].iloc[0]:.2f}): {each}")
         text.append(f"Claim {claim}, {CLAIMS[claim]}. " + ". ".join(parts) + ".")
     margins = ", ".join(f"{v:g} {'nats' if k == 'nats' else k}" for k, v in MARGINS.items())
     text.append(f"(Differences are control minus {baseline}, seed by seed. Rule: {RULE}. Margins: {margins}.)")
     return "\n\n".join(text)
+
+
+QUESTIONS = {  # each claim as a linguist would ask it
+    1: "Do the agents fail on new objects because the listener only knows its partner's habits, rather than because the "
+       "language lumps new objects together?",
+    2: "Does keeping the listener from settling into its partner's habits give a language that works better on new objects?",
+    3: "Does it give a more compositional language, where similar objects get similar messages?",
+}
+CONTROL_WORDS = {"reset": "replacing the listener by a newcomer from time to time",
+                 "population": "letting the speaker talk to four listeners in turn",
+                 "ideal": "rewarding the speaker by how well a perfect reader of its language would understand it"}
+MEASURE_WORDS = {
+    "gap l_adapt - gap l_info": "from the training objects to new ones, the listener's misreadings grow by {effect:+.2f} "
+                                "nats more than the language's ambiguity does",
+    "probe test accuracy": "a newcomer taught only on the training objects understands {value:.0%} of the new objects "
+                           "(the baseline's speaker: {baseline:.0%})",
+    "test accuracy": "the pair itself understands {value:.0%} of the new objects (baseline: {baseline:.0%})",
+    "train topsim": "the structure score (topsim) on the training objects is {value:.2f} (baseline: {baseline:.2f})",
+    "test topsim": "the structure score on the new objects is {value:.2f} (baseline: {baseline:.2f})",
+}
+
+
+def _answer(row: pd.Series) -> str:
+    if row["call"] == REPRODUCED:
+        return "yes" if row["effect"] >= row["margin"] else "yes, though by little"
+    if row["call"] == NOT_REPRODUCED:
+        return "no, it goes the other way" if row["effect"] <= -RULE_SE * row["se"] else "no, or too little to matter"
+    return "too few seeds to tell" if row["seeds"] < MIN_SEEDS else "can't tell: the seeds disagree"
+
+
+def plain_words(judged: pd.DataFrame) -> str:
+    """The claims as questions, each answered per control in words without symbols (a line per answer)."""
+    lines = []
+    for claim, question in QUESTIONS.items():
+        lines.append(f"{claim}. {question}")
+        rows = judged[judged["claim"] == claim]
+        for condition in dict.fromkeys(rows["condition"]):
+            if claim > 1:
+                lines.append(f"   {_up(CONTROL_WORDS.get(condition, condition))}:")
+            for _, row in rows[rows["condition"] == condition].iterrows():
+                lines.append(f"   - {_up(MEASURE_WORDS[row['measure']].format(**row))}. {_up(_answer(row))}.")
+    return "\n".join(lines)
 
 
 def report_text(seeds: pd.DataFrame, judged: pd.DataFrame, summary: pd.DataFrame, verdict_text: str, figure: str,
@@ -224,6 +271,10 @@ def report_text(seeds: pd.DataFrame, judged: pd.DataFrame, summary: pd.DataFrame
         f"# Study: co-adaptation (preset {preset})",
         "",
         verdict_text,
+        "",
+        "In plain words (seeds: independent pairs of agents):",
+        "",
+        plain_words(judged),
         "",
         f"![L_info and L_adapt over training; probe and pair test accuracy, topsim per seed]({figure})",
         "",

@@ -121,6 +121,11 @@ def test_verdict_states_each_claim_with_its_numbers_and_the_rule():
     assert "reset 0.50 (+0.20 ± 0.01 over 6 seeds: reproduced)" in text
     assert "ideal 0.31 (+0.01 ± 0.01 over 6 seeds: not reproduced)" in text
     assert "Rule: effect = mean over seeds of the paired difference" in text
+    words = co.plain_words(co.claims(seeds)).splitlines()
+    reset, ideal = words.index("   Replacing the listener by a newcomer from time to time:"), words.index(
+        "   Rewarding the speaker by how well a perfect reader of its language would understand it:")
+    assert words[reset + 1].startswith("   - A newcomer taught only on the training objects understands 50% of the new objects")
+    assert words[reset + 1].endswith("Yes.") and words[ideal + 1].endswith("No, or too little to matter.")
 
 
 def test_the_presets_record_the_papers_setup():
