@@ -17,9 +17,9 @@ effect + 2 SE stays below the smallest effect that matters (MARGINS), else incon
 inconclusive under 5 seeds. The seeds of a condition train as one vmapped compiled call; the probes
 of every condition and seed are one more.
 
-Presets (PRESETS): `small` (5 seeds; about 7 minutes on 2 CPU cores), `full` (the default: the
-paper's world, vocabulary, message length and seeds with CPU-sized agents), `paper` (the setup of
-the authors' ICLR 2022 paper in full, for a GPU).
+Presets (PRESETS): `small` (5 seeds, 1000 steps: 9 minutes on 2 busy CPU cores), `full` (the
+default: the paper's 6 seeds, 3000 steps), `paper` (the world, channel, agents and optimiser of the
+authors' ICLR 2022 paper, for a GPU).
 
 DIR/metrics.parquet   tidy: condition, seed, step, split, metric, value (probe_* metrics at the last step)
 DIR/per_seed.csv      final values per (condition, seed): pair, probe, language metrics, decomposition
@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import yaml
@@ -47,7 +48,7 @@ from lab.core.trainer import Trainer, seed_keys
 from lab.experiment import results
 from lab.experiment.config import Config, ConfigError, load, to_dict
 from lab.experiment.io import staged
-from lab.experiment.run import check_out_dir, train
+from lab.experiment.run import check_out_dir, seeds_of, train
 from lab.report import plots
 from lab.report.studies.common import (MIN_SEEDS, NOT_REPRODUCED, REPRODUCED, RULE, RULE_SE, Study, judge,
                                        quick_compiles)
@@ -77,7 +78,7 @@ CONDITIONS = {
 SPLITS = ("train", "test")
 TERMS = ("loss", "l_info", "l_adapt")
 LANGUAGE = ("topsim", "posdis", "bosdis")
-PROBE = ("accuracy", "loss", "steps")
+PROBE = ("accuracy", "loss")  # per split; and the probe's fitting steps, on the train split it is fitted to
 MARGINS = {"nats": 0.1, "accuracy": 0.05, "topsim": 0.05}  # the smallest effect that matters, per kind of measure
 CLAIMS = {
     1: "the generalization gap is carried by co-adaptation (L_adapt) more than by information (L_info)",
@@ -111,18 +112,18 @@ def probe_table(config: Config, senders: dict[str, object]) -> pd.DataFrame:
     Each probe is fitted on the train objects and measured on train and test (lab.analysis.probe);
     its messages are drawn with its run's evaluation key, so its loss compares with the logged l_info.
     `config` is any condition's (they share the world, the agents and the probe's settings). Tidy rows
-    `condition, seed, step, split, metric, value`, metrics probe_accuracy, probe_loss, probe_steps.
+    `condition, seed, step, split, metric, value`: probe_accuracy and probe_loss per split, probe_steps on train.
     """
     names = list(senders)
     stacked = jax.tree.map(lambda *leaves: np.concatenate(leaves), *senders.values())  # [conditions * seeds, 1, ...]
     keys = jax.vmap(lambda key: Trainer.run_keys(key)[2])(seed_keys(config))
-    keys = jax.numpy.tile(keys, len(names))
+    keys = jnp.tile(keys, len(names))
     out = analysis.probe_population(Spec(config), stacked, "train", keys, hparams_from_config(config, len(keys)), SPLITS)
-    seeds = np.arange(config.train.seed, config.train.seed + config.train.seeds)
+    seeds = seeds_of(config)
     runs = pd.DataFrame({"condition": np.repeat(names, len(seeds)), "seed": np.tile(seeds, len(names))})
+    measured = [(split, metric) for split in SPLITS for metric in PROBE] + [("train", "steps")]
     frames = [runs.assign(step=config.train.steps, split=split, metric=f"probe_{metric}",
-                          value=np.asarray(getattr(out[split], metric), np.float64))
-              for split in SPLITS for metric in PROBE]
+                          value=np.asarray(getattr(out[split], metric), np.float64)) for split, metric in measured]
     return pd.concat(frames, ignore_index=True)
 
 
@@ -138,6 +139,8 @@ def per_seed(table: pd.DataFrame) -> pd.DataFrame:
         out[f"{split} accuracy"] = wide[(split, "accuracy")]
         for metric in PROBE:
             out[f"probe {split} {metric}"] = wide.get((split, f"probe_{metric}"), np.nan)
+        if split == "train":
+            out["probe steps"] = wide.get(("train", "probe_steps"), np.nan)
         for metric in LANGUAGE:
             out[f"{split} {metric}"] = wide[(split, metric)]
     for term in TERMS:

@@ -85,7 +85,7 @@ def final_rows(condition, seed, train, test, receivers=(None,)):
     rows = []
     for split, (accuracy, l_info, l_adapt, topsim, probe) in (("train", train), ("test", test)):
         values = dict(accuracy=accuracy, loss=l_info + l_adapt, l_info=l_info, l_adapt=l_adapt, topsim=topsim, posdis=0.1,
-                      bosdis=0.2, probe_accuracy=probe, probe_loss=1.0, probe_steps=40.0)
+                      bosdis=0.2, probe_accuracy=probe, probe_loss=1.0, **({"probe_steps": 40.0} if split == "train" else {}))
         for metric, value in values.items():
             for receiver in receivers:
                 offset = 0.0 if receiver is None else 0.1 * receiver
@@ -105,6 +105,7 @@ def test_per_seed_and_summary_read_the_final_evaluation():
     assert base["gap loss"] == pytest.approx(3.1 - 0.3) and base["gap l_adapt"] == pytest.approx(3.0 - 0.1)
     assert base["gap l_adapt - gap l_info"] == pytest.approx(2.9 + 0.1)
     assert base["probe test accuracy"] == pytest.approx(0.35) and base["test topsim"] == pytest.approx(0.4)
+    assert base["probe steps"] == 40.0 and "probe test steps" not in seeds
     assert seeds.iloc[2]["test accuracy"] == pytest.approx(0.35)  # a population: the mean over its two listeners
     summary = co.summarize(seeds)
     assert summary.loc["baseline", "gap l_adapt mean"] == pytest.approx(2.4)
@@ -177,7 +178,7 @@ def test_probe_test_accuracy_is_that_probes_accuracy_on_the_greedy_messages():
         independent = metrics.accuracy(test_objects, guesses)["object"]
         for condition in ("baseline", "again"):
             assert probe[(condition, seed, "test", "probe_accuracy")] == pytest.approx(independent, abs=1e-6)
-            assert probe[(condition, seed, "test", "probe_steps")] == int(fit.steps[run])
+            assert probe[(condition, seed, "train", "probe_steps")] == int(fit.steps[run])
         decoded.append(independent)
     assert max(decoded) > 0  # some held-out objects decoded: the equality is not 0 == 0
     assert set(rows["step"]) == {config.train.steps}
