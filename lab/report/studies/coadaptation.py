@@ -201,7 +201,7 @@ def _share(part: float, whole: float) -> str:
 
 
 def _effect(row: pd.Series, unit: str = "") -> str:
-    small = f", though below the {row['margin']:g} margin" if row["call"] == "reproduced" and row["effect"] < row["margin"] else ""
+    small = f", though below the {row['margin']:g} margin" if row["call"] == REPRODUCED and row["effect"] < row["margin"] else ""
     return f"{row['effect']:+.2f} ± {row['se']:.2f}{unit} over {row['seeds']} seeds: {row['call']}{small}"
 
 
