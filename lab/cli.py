@@ -63,8 +63,8 @@ def cmd_play(args) -> None:
 def cmd_study(args) -> None:
     from lab.report.studies import run_study
 
-    study = run_study(args.name, args.out, small=args.small, overwrite=args.overwrite, progress=not args.quiet,
-                      overrides=args.overrides)
+    study = run_study(args.name, args.out, preset=args.preset, small=args.small, overwrite=args.overwrite,
+                      progress=not args.quiet, overrides=args.overrides)
     written = ", ".join(sorted(p.name for p in Path(args.out).iterdir() if p.is_file()))
     print(f"wrote {args.out}/ ({written}); trained in {study.seconds:.0f} s")
     means = study.summary[[c for c in study.summary.columns if c.endswith(" mean")]]
@@ -103,7 +103,7 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("run_dir")
     rep.set_defaults(func=cmd_report)
 
-    from lab.report.studies import STUDIES
+    from lab.report.studies import PRESETS, STUDIES
 
     st = sub.add_parser("study", help="a study: conditions x seeds, tidy table, figure and a verdict from the numbers",
                         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -111,6 +111,8 @@ def parser() -> argparse.ArgumentParser:
     st.add_argument("name", help=f"which study: {', '.join(STUDIES)}")
     st.add_argument("--out", required=True, help="study directory to write")
     st.add_argument("--small", action="store_true", help="a few minutes on a laptop CPU instead of about an hour")
+    st.add_argument("--preset", help="a named setup of the study (" + "; ".join(f"{n}: {', '.join(p)}" for n, p in PRESETS.items())
+                    + "); --small is the preset small")
     st.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     st.add_argument("--quiet", action="store_true", help="no progress bars")
     st.add_argument("overrides", nargs="*", metavar="key=value",

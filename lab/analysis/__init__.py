@@ -18,12 +18,12 @@ from lab.analysis.decomposition import (
     sampled_log_normaliser,
     teacher_force,
 )
-from lab.analysis.probe import ProbeResult, probe, probe_population
+from lab.analysis.probe import ProbeResult, fit_probe, probe, probe_population
 from lab.core.ideal import Decomposition, decompose, log_pihat, message_log_probs
 from lab.core.refit import ReceiverFit, fit_receiver
 
 __all__ = [
     "Decomposition", "decompose", "decompose_agents", "decompose_population", "exact_decomposition", "ideal_listener", "log_pihat",
     "message_log_probs", "priority_sample", "sampled_log_normaliser", "teacher_force", "ReceiverFit", "fit_receiver",
-    "ProbeResult", "probe", "probe_population",
+    "ProbeResult", "fit_probe", "probe", "probe_population",
 ]

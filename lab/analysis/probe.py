@@ -20,7 +20,7 @@ import games
 from lab.core.agents import Agents
 from lab.core.evaluate import members
 from lab.core.optim import adam_init, learning_rates
-from lab.core.refit import fit_receiver
+from lab.core.refit import ReceiverFit, fit_receiver
 from lab.core.rollout import rollout
 from lab.core.spec import Spec
 
@@ -31,6 +31,16 @@ class ProbeResult(NamedTuple):
     steps: jax.Array  # [] receiver steps until early stopping
 
 
+def fit_probe(agents: Agents, game: games.LewisGame, sender_params, fit_objects: jax.Array, key: jax.Array, hp_train: dict,
+              batch_size: int, max_steps: int, window: int, tolerance: float) -> ReceiverFit:
+    """A fresh receiver (drawn from `key`) fitted to the frozen sender on `fit_objects [n, K]` (uniform): the probe `probe` measures."""
+    key_init, key_fit = jax.random.split(jax.random.fold_in(key, 1))
+    receiver = agents.init_receiver(key_init)
+    _, lr = learning_rates(hp_train)
+    return fit_receiver(agents, game, sender_params, receiver, adam_init(receiver, lr, hp_train), game.default_params(fit_objects),
+                        key_fit, batch_size, max_steps, window, tolerance)
+
+
 def probe(agents: Agents, game: games.LewisGame, sender_params, fit_objects: jax.Array, measure: dict[str, games.EnvState],
           key: jax.Array, hp_train: dict, batch_size: int, max_steps: int, window: int, tolerance: float) -> dict[str, ProbeResult]:
     """Fit a fresh receiver to the frozen sender on `fit_objects [n, K]` (uniform), then measure it on each of `measure`.
@@ -39,11 +49,7 @@ def probe(agents: Agents, game: games.LewisGame, sender_params, fit_objects: jax
     sampled with `key` itself, the messages the trainer's evaluation and `decompose_agents` draw
     with the same key, so a probe's loss compares directly with their `l_info`. Jit and vmap it.
     """
-    key_init, key_fit = jax.random.split(jax.random.fold_in(key, 1))
-    receiver = agents.init_receiver(key_init)
-    _, lr = learning_rates(hp_train)
-    fit = fit_receiver(agents, game, sender_params, receiver, adam_init(receiver, lr, hp_train), game.default_params(fit_objects),
-                       key_fit, batch_size, max_steps, window, tolerance)
+    fit = fit_probe(agents, game, sender_params, fit_objects, key, hp_train, batch_size, max_steps, window, tolerance)
     sender, fitted = agents.sender(sender_params), agents.receiver(fit.receiver)
     out = {}
     for name, episodes in measure.items():

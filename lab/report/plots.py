@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import seaborn as sns
 
@@ -86,19 +87,43 @@ def heatmaps(means: dict[str, pd.DataFrame], path: str | Path, title: str):
     return path
 
 
-def decomposition_curves(table: pd.DataFrame, path: str | Path, col: str = "condition", col_order=None):
-    """L_info and L_adapt on train and test against step, one panel per `col` value (shared y, nats)."""
-    data = table[table["metric"].isin(("l_info", "l_adapt"))].copy()
-    data["term"] = data["metric"].map({"l_info": "information L_info", "l_adapt": "co-adaptation L_adapt"})
-    col_order = col_order or list(dict.fromkeys(data[col]))
-    grid = sns.relplot(data=data, x="step", y="value", hue="term", hue_order=["information L_info", "co-adaptation L_adapt"],
-                       style="split", style_order=["train", "test"], col=col, col_order=col_order, kind="line",
-                       errorbar="sd", height=3.0, aspect=1.05, col_wrap=min(4, len(col_order)))
-    for name, ax in grid.axes_dict.items():
+TERM_NAMES = {"l_info": "information L_info", "l_adapt": "co-adaptation L_adapt"}
+SEED_POINTS = {"probe test accuracy": "probe listener: test accuracy", "test accuracy": "the pair's own test accuracy",
+               "train topsim": "topsim, train objects", "test topsim": "topsim, test objects"}
+
+
+def decomposition_curves(table: pd.DataFrame, axes, conditions: list[str]) -> None:
+    """L_info and L_adapt on train and test against step on `axes`, one per condition; the band is ±1 std over seeds."""
+    data = table[table["metric"].isin(TERM_NAMES)].assign(term=lambda d: d["metric"].map(TERM_NAMES))
+    for ax, name in zip(axes, conditions):
+        sns.lineplot(data=data[data["condition"] == name], x="step", y="value", hue="term", hue_order=list(TERM_NAMES.values()),
+                     style="split", style_order=["train", "test"], errorbar="sd", ax=ax, legend=ax is axes[-1])
         ax.set_title(str(name))
         ax.set_xlabel("training step")
         ax.set_ylabel("loss term (nats)")
-    grid.figure.suptitle("game loss = L_info + L_adapt, per split: mean over seeds, band = ±1 std", y=1.03, fontsize=9)
-    grid.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(grid.figure)
+    axes[-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+
+
+def seed_points(seeds: pd.DataFrame, column: str, ax, conditions: list[str]) -> None:
+    """A dot per seed of one per-seed column for each condition, with the mean ± 2 standard errors over seeds."""
+    sns.stripplot(data=seeds, x="condition", y=column, order=conditions, color="0.55", size=4, jitter=0.12, ax=ax)
+    stats = seeds.groupby("condition")[column].agg(["mean", "sem"]).reindex(conditions)
+    ax.errorbar(np.arange(len(conditions)), stats["mean"], yerr=2 * stats["sem"], fmt="D", color="black", ms=5, capsize=4)
+    ax.set_title(SEED_POINTS.get(column, column), fontsize=9)
+    ax.set_xlabel("")
+    ax.set_ylabel("")
+
+
+def coadaptation_figure(table: pd.DataFrame, seeds: pd.DataFrame, path: str | Path, conditions: list[str],
+                        columns=tuple(SEED_POINTS)):
+    """Top: `decomposition_curves` per condition (shared y). Bottom: final `seed_points` of each of `columns` per condition."""
+    fig = plt.figure(figsize=(3.3 * max(len(conditions), len(columns)) + 1.5, 6.6), layout="constrained")
+    top, bottom = fig.subfigures(2, 1)
+    decomposition_curves(table, top.subplots(1, len(conditions), sharey=True, squeeze=False)[0], conditions)
+    top.suptitle("game loss = L_info + L_adapt, per split: mean over seeds, band = ±1 std", fontsize=9)
+    for ax, column in zip(bottom.subplots(1, len(columns), squeeze=False)[0], columns):
+        seed_points(seeds, column, ax, conditions)
+    bottom.suptitle("at the end of training: a dot per seed, diamond and bar = mean ± 2 standard errors", fontsize=9)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
     return path

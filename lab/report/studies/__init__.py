@@ -1,6 +1,6 @@
 """Studies: several conditions x seeds, one tidy table, figures and a verdict computed from the numbers.
 
-`lab study NAME --out DIR [--small]`; each study is a module here with one entry function, listed in STUDIES.
+`lab study NAME --out DIR [--small | --preset NAME]`; each study is a module here with one entry function, listed in STUDIES.
 """
 
 from __future__ import annotations
@@ -16,7 +16,15 @@ STUDIES: dict[str, Callable[..., Study]] = {"coadaptation": coadaptation.coadapt
                                             "dro": dro.dro, "merging": merging.merging}
 
 
-def run_study(name: str, out: str | Path, **kwargs) -> Study:
+PRESETS: dict[str, tuple[str, ...]] = {"coadaptation": tuple(coadaptation.PRESETS)}  # studies with named presets
+
+
+def run_study(name: str, out: str | Path, preset: str | None = None, **kwargs) -> Study:
     if name not in STUDIES:
         raise ConfigError(f"unknown study {name!r}; allowed: {', '.join(STUDIES)}")
+    if preset is not None:
+        allowed = PRESETS.get(name, ())
+        if preset not in allowed:
+            raise ConfigError(f"study {name!r} has no preset {preset!r}; allowed: {', '.join(allowed) or 'none (use --small)'}")
+        kwargs["preset"] = preset
     return STUDIES[name](out, **kwargs)
