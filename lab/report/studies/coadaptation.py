@@ -50,8 +50,7 @@ from lab.experiment.config import Config, ConfigError, load, to_dict
 from lab.experiment.io import staged
 from lab.experiment.run import check_out_dir, seeds_of, train
 from lab.report import plots
-from lab.report.studies.common import (MIN_SEEDS, NOT_REPRODUCED, REPRODUCED, RULE, RULE_SE, Study, judge,
-                                       quick_compiles)
+from lab.report.studies.common import MIN_SEEDS, NOT_REPRODUCED, REPRODUCED, RULE, RULE_SE, Study, judge
 
 # K=4 attributes x V=4 values, 80/20 compositional split: 205 train objects, 51 test (unseen combinations).
 WORLD = ["game.kind=reconstruction", "game.n_attributes=4", "game.n_values=4", "game.split=compositional",
@@ -318,8 +317,6 @@ def coadaptation(out: str | Path, small: bool = False, overwrite: bool = False, 
     out = Path(out)
     check_out_dir(out, overwrite)
     preset = preset_of(small, preset)
-    if preset == "small":
-        quick_compiles()
     configs = study_configs(preset, overrides)
     timing, frames, senders = {}, [], {}
     for name, config in configs.items():

@@ -3,7 +3,6 @@ rule that decides a claim from paired per-seed differences."""
 
 from __future__ import annotations
 
-import os
 from typing import NamedTuple
 
 import numpy as np
@@ -56,18 +55,3 @@ def judge(differences, margin: float, min_seeds: int = MIN_SEEDS) -> Judgement:
     if effect + RULE_SE * se < margin:
         return Judgement(effect, se, n, NOT_REPRODUCED)
     return Judgement(effect, se, n, INCONCLUSIVE)
-
-
-# On a CPU compiling dominates a small study: XLA's cheaper optimisation level cuts each compile by about 40%
-# (105 s -> 64 s measured on 2 busy cores) for steps about as fast.
-QUICK_COMPILES = "--xla_backend_optimization_level=1 --xla_llvm_disable_expensive_passes=true"
-
-
-def quick_compiles() -> bool:
-    """Set XLA_FLAGS to QUICK_COMPILES, unless the user has set them or JAX has already started (too late: a no-op)."""
-    from jax._src import xla_bridge
-
-    if os.environ.get("XLA_FLAGS") or xla_bridge.backends_are_initialized():
-        return False
-    os.environ["XLA_FLAGS"] = QUICK_COMPILES
-    return True

@@ -38,7 +38,7 @@ from lab.experiment.execute import run_population
 from lab.experiment.io import staged
 from lab.experiment.run import check_out_dir, progress_bar
 from lab.report.studies import curriculum_figures as figures
-from lab.report.studies.common import Study, quick_compiles
+from lab.report.studies.common import Study
 
 # Discrimination among 5 candidates in a world of K=3 attributes x V=5 values, a quarter of them held out
 # (compositional split: 94 train, 31 test objects): held-out objects can be told apart, so test accuracy
