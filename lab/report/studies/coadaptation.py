@@ -224,10 +224,11 @@ def verdict(seeds: pd.DataFrame, judged: pd.DataFrame | None = None, baseline: s
         text.append(f"Claim {claim}, {CLAIMS[claim]}. " + ". ".join(parts) + ".")
     behind = undertrained(seeds, baseline)
     if behind:
-        fits = ", ".join(f"{name} {value:.2f}" for name, value in behind.items())
-        text.append(f"Caution: the language of {', '.join(behind)} is learned less far than the {baseline}'s: a probe "
-                    f"fits {fits} of the train objects, against {b['probe train accuracy']:.2f}. At this length of "
-                    f"training their test numbers mix generalization with under-training.")
+        fits = ", ".join(f"{value:.2f} ({name})" for name, value in behind.items())
+        text.append(f"Caution: at this length of training the language of {' and '.join(behind)} is learned less far "
+                    f"than the {baseline}'s: a probe listener gets {fits} of the train objects right, against "
+                    f"{b['probe train accuracy']:.2f} for the {baseline}; their test numbers mix generalization with "
+                    f"under-training.")
     margins = ", ".join(f"{v:g} {'nats' if k == 'nats' else k}" for k, v in MARGINS.items())
     text.append(f"(Differences are control minus {baseline}, seed by seed. Rule: {RULE}. Margins: {margins}.)")
     return "\n\n".join(text)
