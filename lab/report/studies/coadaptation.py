@@ -17,8 +17,8 @@ effect + 2 SE stays below the smallest effect that matters (MARGINS), else incon
 inconclusive under 5 seeds. The seeds of a condition train as one vmapped compiled call; the probes
 of every condition and seed are one more.
 
-Presets (PRESETS): `small` (5 seeds, 1000 steps: 9 minutes on 2 busy CPU cores), `full` (the
-default: the paper's 6 seeds, 3000 steps), `paper` (the world, channel, agents and optimiser of the
+Presets (PRESETS): `small` (5 seeds, 1000 steps: 9 min on 2 busy CPU cores), `full` (the default:
+the paper's 6 seeds, 3000 steps: 22 min there), `paper` (the world, channel, agents and optimiser of the
 authors' ICLR 2022 paper, for a GPU).
 
 DIR/metrics.parquet   tidy: condition, seed, step, split, metric, value (probe_* metrics at the last step)
@@ -64,7 +64,7 @@ PAPER = WORLD + ["agents.vocab_size=20", "agents.max_len=10", "agents.cell=lstm"
                  "train.seeds=6", "train.steps=10000", "train.eval_every=500"]
 PRESETS = {
     "small": WORLD + AGENTS + ["train.steps=1000", "train.eval_every=200", "train.seeds=5"],  # ~9 min on 2 busy CPU cores
-    "full": WORLD + AGENTS + ["train.steps=3000", "train.eval_every=300", "train.seeds=6"],  # the paper's seeds, 3x longer
+    "full": WORLD + AGENTS + ["train.steps=3000", "train.eval_every=300", "train.seeds=6"],  # the paper's seeds; ~22 min
     "paper": PAPER,  # for a GPU
 }
 BASELINE = "baseline"
@@ -223,10 +223,11 @@ def verdict(seeds: pd.DataFrame, judged: pd.DataFrame | None = None, baseline: s
         text.append(f"Claim {claim}, {CLAIMS[claim]}. " + ". ".join(parts) + ".")
     behind = undertrained(seeds, baseline)
     if behind:
-        fits = ", ".join(f"{name} {value:.2f}" for name, value in behind.items())
-        text.append(f"Caution: the language of {', '.join(behind)} is learned less far than the {baseline}'s: a probe "
-                    f"fits {fits} of the train objects, against {b['probe train accuracy']:.2f}. At this length of "
-                    f"training their test numbers mix generalization with under-training.")
+        fits = ", ".join(f"{value:.2f} ({name})" for name, value in behind.items())
+        text.append(f"Caution: at this length of training the language of {' and '.join(behind)} is learned less far "
+                    f"than the {baseline}'s: a probe listener gets {fits} of the train objects right, against "
+                    f"{b['probe train accuracy']:.2f} for the {baseline}; their test numbers mix generalization with "
+                    f"under-training.")
     margins = ", ".join(f"{v:g} {'nats' if k == 'nats' else k}" for k, v in MARGINS.items())
     text.append(f"(Differences are control minus {baseline}, seed by seed. Rule: {RULE}. Margins: {margins}.)")
     return "\n\n".join(text)

@@ -124,8 +124,8 @@ def test_verdict_states_each_claim_with_its_numbers_and_the_rule():
     assert "Rule: effect = mean over seeds of the paired difference" in text
     assert "Caution" not in text
     slow = seeds.assign(**{"probe train accuracy": np.where(seeds["condition"] == "ideal", 0.4, 0.9)})
-    assert "Caution: the language of ideal is learned less far than the baseline's: a probe fits ideal 0.40 of the train " \
-           "objects, against 0.90." in co.verdict(slow)
+    assert "Caution: at this length of training the language of ideal is learned less far than the baseline's: a probe " \
+           "listener gets 0.40 (ideal) of the train objects right, against 0.90 for the baseline" in co.verdict(slow)
     words = co.plain_words(co.claims(seeds)).splitlines()
     reset, ideal = words.index("   Replacing the listener by a newcomer from time to time:"), words.index(
         "   Rewarding the speaker by how well a perfect reader of its language would understand it:")
