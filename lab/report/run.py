@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pandas as pd
 
 from lab.experiment import results
@@ -61,7 +62,11 @@ def gap_table(table: pd.DataFrame) -> pd.DataFrame:
 
 def decomposition_section(table: pd.DataFrame, figures: Path, run_dir: Path) -> list[str]:
     """Why the language generalizes as it does: the generalization gap split into information and co-adaptation."""
-    figure = plots.decomposition_curves(table.assign(condition=run_dir.name), figures / "decomposition.png")
+    figure = figures / "decomposition.png"
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    plots.decomposition_curves(table.assign(condition=run_dir.name), [ax], [run_dir.name])
+    fig.savefig(figure, dpi=120, bbox_inches="tight")
+    plt.close(fig)
     gaps = gap_table(table)
     gap = gaps.loc["gap (test - train)"]
     share = gap["L_adapt"] / gap["game loss"] if abs(gap["game loss"]) > 1e-9 else float("nan")
