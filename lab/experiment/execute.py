@@ -71,7 +71,9 @@ def run_population(trainer: Trainer, keys: jax.Array, hparams, size: int | None 
         if on_block is not None:
             on_block(index, state, history[-1])
         if trainer.config.train.stop_accuracy > 0 and index < trainer.n_evals and np.all(jax.device_get(state.stopped)):
-            history += frozen(history[-1], trainer.n_evals - index)  # every run stopped: the rest would repeat itself
+            # every run stopped: the later evaluations repeat this one (its batch statistics too, where the
+            # pure function reports NaN for steps not taken)
+            history += [history[-1]] * (trainer.n_evals - index)
             if on_block is not None:
                 for later in range(index + 1, trainer.n_evals + 1):
                     on_block(later, state, history[later])
@@ -80,8 +82,3 @@ def run_population(trainer: Trainer, keys: jax.Array, hparams, size: int | None 
     history = shift_batch(history, axis=1)
     state = jax.device_get(state)
     return jax.tree.map(lambda a: np.asarray(a)[:n], state), jax.tree.map(lambda a: a[:n], history)
-
-
-def frozen(metrics: dict, n: int) -> list[dict]:
-    """The `n` evaluations of runs that all stopped: the same metrics (no training statistics: NaN)."""
-    return [metrics] * n
