@@ -1,10 +1,22 @@
-"""Games per second of the trainer for populations of seeds, and time to 95% accuracy.
+"""Speed a user feels: compile time, games per second for populations of seeds, time to 95% accuracy.
 
-A game is one (object, message, guess) training sample: sender and receiver forward and
-backward. Measured on the default reconstruction config (EGG's basic game: K=4, V=4, GRU 128,
-embedding 32, vocabulary 10, max_len 5, batch 512, REINFORCE), steady state after compiling.
+A game is one (object, message, guess) training sample: sender and receiver forward and backward.
+Measured on the default reconstruction config (EGG's basic game: K=4, V=4, GRU 128, embedding 32,
+vocabulary 10, max_len 5, batch 512, REINFORCE) unless overrides say otherwise. Four measurements:
 
-    python benchmarks/throughput.py [--populations 1 8 32 128] [--steps 20] [--out FILE]
+* compile: first-call compile of the bare optimizer steps (`eval_every` steps in a scan, no
+  evaluation) and of the whole run's program (`Trainer.block`: evaluation + the same steps, what
+  `lab run` compiles), persistent cache off: their ratio is what the evaluation adds;
+* throughput: steady games/s of bare optimizer steps for populations of 1, 8, 32, 128 seeds
+  (one vmapped call), against EGG's 5.3k games/s on a 2-core CPU (../shared/science/egg.md);
+* `lab run` to 95%: a whole `lab run` process (start-up, compile, training) of one seed on all
+  256 objects with early stopping at 95% train accuracy, with a fresh cache folder;
+* the same process again with that cache: the time until its first block is done (a rerun of a config
+  in a new process should skip compiling).
+
+Writes `benchmarks/results/<machine>.json` (or `--out`) naming the machine: CPU model, cores, load.
+
+    python benchmarks/throughput.py [--populations 1 8 32 128] [--steps 50] [--out FILE] [overrides ...]
 """
 
 from __future__ import annotations
@@ -13,20 +25,39 @@ import argparse
 import json
 import os
 import platform
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
-import numpy as np
+os.environ.setdefault("LAB_CACHE", "off")  # cold compiles here; the rerun measurement sets its own folder
 
-from lab import config as lab_config
-from lab import hparams_from_config, make_trainer, seed_keys
-from lab.core.trainer import Trainer
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from lab import config as lab_config  # noqa: E402
+from lab import hparams_from_config, make_trainer, seed_keys  # noqa: E402
+from lab.core.trainer import Trainer  # noqa: E402
+
+EGG_GAMES_PER_SECOND = 5300  # EGG's basic reconstruction game, REINFORCE, batch 512, 2-core CPU (egg.md)
+ROOT = Path(__file__).resolve().parents[1]
 
 
-def train_steps(trainer: Trainer, steps: int):
-    """A jitted, vmapped function running `steps` optimizer steps (no evaluation) per seed."""
+def machine() -> dict:
+    cpu = platform.processor()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return dict(cpu=cpu, cores=os.cpu_count(), load_average_at_start=os.getloadavg(), platform=platform.platform(),
+                device=str(jax.devices()[0]), device_kind=jax.devices()[0].device_kind, jax=jax.__version__)
+
+
+def bare_steps(trainer: Trainer, steps: int):
+    """`jit(vmap(run))`: `steps` optimizer steps per seed in a scan, no evaluation."""
 
     def run(key, hparams):
         state = trainer.init(key, hparams)
@@ -37,14 +68,33 @@ def train_steps(trainer: Trainer, steps: int):
     return jax.jit(jax.vmap(run))
 
 
+def compile_seconds(fn, *args) -> float:
+    start = time.perf_counter()
+    fn.lower(*args).compile()
+    return time.perf_counter() - start
+
+
+def compile_times(config) -> dict:
+    """Cold compile of the bare steps of one block and of the whole run's block program, one seed."""
+    config = lab_config.replace(config, **{"train.seeds": 1})
+    trainer = make_trainer(config)
+    keys, hparams = seed_keys(config), hparams_from_config(config, 1)
+    bare = compile_seconds(bare_steps(trainer, config.train.eval_every), keys, hparams)
+    state = jax.eval_shape(jax.vmap(lambda key, hp: trainer.init(trainer.run_keys(key)[0], hp)), keys, hparams)
+    block = jax.jit(jax.vmap(lambda s, key, index, hp: trainer.block(s, trainer.run_keys(key)[1], index, hp),
+                             in_axes=(0, 0, None, 0)))
+    whole = compile_seconds(block, state, keys, jnp.int32(0), hparams)
+    return dict(bare_steps_seconds=bare, whole_run_seconds=whole, ratio=whole / bare)
+
+
 def games_per_second(config, population: int, steps: int, repeats: int = 2) -> dict:
     config = lab_config.replace(config, **{"train.seeds": population})
     trainer = make_trainer(config)
     keys, hparams = seed_keys(config), hparams_from_config(config, population)
-    fn = train_steps(trainer, steps)
+    fn = bare_steps(trainer, steps)
     start = time.perf_counter()
     jax.block_until_ready(fn(keys, hparams))
-    compile_s = time.perf_counter() - start
+    first = time.perf_counter() - start
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -52,52 +102,89 @@ def games_per_second(config, population: int, steps: int, repeats: int = 2) -> d
         times.append(time.perf_counter() - start)
     best = min(times)
     games = population * steps * config.train.batch_size
-    return dict(population=population, steps=steps, seconds=best, first_call_seconds=compile_s,
+    return dict(population=population, steps=steps, seconds=best, first_call_seconds=first,
                 games_per_second=games / best, games_per_second_per_seed=games / best / population)
 
 
-def time_to_accuracy(config, target: float = 0.95, steps: int = 600, eval_every: int = 25) -> dict:
-    """Wall time (compile included) until one seed's greedy train accuracy reaches `target`."""
-    config = lab_config.replace(config, **{"train.seeds": 1, "train.steps": steps, "train.eval_every": eval_every})
-    trainer = make_trainer(config)
-    fn = jax.jit(trainer.train)
-    key, hparams = seed_keys(config)[0], hparams_from_config(config)
+def lab_run_to_accuracy(overrides: list[str], cache: Path, target: float = 0.95) -> dict:
+    """A whole `lab run` process, one seed, all objects, stopping at `target` train accuracy."""
+    out = Path(tempfile.mkdtemp()) / "run"
+    args = [sys.executable, "-m", "lab.cli", "run", "--out", str(out), "--overwrite", "--quiet", *overrides,
+            "train.seeds=1", "game.split=none", "train.steps=3000", "train.eval_every=50", f"train.stop_accuracy={target}"]
     start = time.perf_counter()
-    _, history = jax.block_until_ready(fn(key, hparams))
-    first_call = time.perf_counter() - start
-    start = time.perf_counter()
-    jax.block_until_ready(fn(key, hparams))
-    run_seconds = time.perf_counter() - start
-    accuracy = np.asarray(history["train"]["accuracy"])
-    reached = np.flatnonzero(accuracy >= target)
-    step = int(trainer.eval_steps[reached[0]]) if reached.size else None
-    compile_seconds = first_call - run_seconds
-    return dict(target=target, step=step, games=None if step is None else step * config.train.batch_size,
-                seconds_including_compile=None if step is None else compile_seconds + run_seconds * step / steps,
-                compile_seconds=compile_seconds, final_accuracy=float(accuracy[-1]))
+    subprocess.run(args, check=True, cwd=ROOT, env={**os.environ, "LAB_CACHE": str(cache)})
+    seconds = time.perf_counter() - start
+    table = pd.read_parquet(out / "metrics.parquet")
+    train = table[(table["split"] == "train") & (table["metric"] == "accuracy")].sort_values("step")
+    reached = train[train["value"] >= target]
+    return dict(target=target, seconds=seconds, step=int(reached["step"].iloc[0]) if len(reached) else None)
+
+
+FIRST_BLOCK = """
+import sys, time
+start = float(sys.argv[1])
+import lab
+from lab import config, hparams_from_config, make_trainer, seed_keys
+from lab.experiment.execute import run_population
+cfg = config.load(overrides=sys.argv[2:])
+trainer = make_trainer(cfg)
+def on_block(index, state, metrics):
+    if index == 0:
+        print(f"{time.time() - start:.3f}", flush=True)
+        raise SystemExit(0)
+run_population(trainer, seed_keys(cfg), hparams_from_config(cfg, cfg.train.seeds), on_block=on_block)
+"""
+
+
+def first_block_seconds(overrides: list[str], cache: Path) -> float:
+    """A new process's wall time from launch until its first block (evaluation + eval_every steps) is done."""
+    start = time.time()
+    out = subprocess.run([sys.executable, "-c", FIRST_BLOCK, str(start), *overrides], check=True, cwd=ROOT,
+                         capture_output=True, text=True, env={**os.environ, "LAB_CACHE": str(cache)})
+    return float(out.stdout.split()[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--populations", type=int, nargs="+", default=[1, 8, 32, 128])
-    parser.add_argument("--steps", type=int, default=20, help="optimizer steps timed per population")
-    parser.add_argument("--out", default="benchmarks/results/throughput.json")
+    parser.add_argument("--steps", type=int, default=50, help="optimizer steps timed per population")
+    parser.add_argument("--out", default=None, help="default: benchmarks/results/<machine>.json")
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. train.mode=gumbel")
     args = parser.parse_args()
     config = lab_config.load(overrides=args.overrides)
+    result = dict(machine=machine(), date=time.strftime("%Y-%m-%d"), overrides=args.overrides)
+
+    result["compile"] = compile_times(config)
+    c = result["compile"]
+    print(f"compile, one seed: bare steps {c['bare_steps_seconds']:.1f} s, whole run {c['whole_run_seconds']:.1f} s "
+          f"(x{c['ratio']:.2f})", flush=True)
+
     rows = []
     for population in args.populations:
         row = games_per_second(config, population, args.steps)
         rows.append(row)
-        print(f"population {population:4d}: {row['games_per_second']:10.0f} games/s "
-              f"({row['games_per_second_per_seed']:8.0f} per seed), first call {row['first_call_seconds']:.1f} s", flush=True)
-    to95 = time_to_accuracy(config)
-    print(f"one seed reaches {to95['target']:.0%} train accuracy at step {to95['step']} "
-          f"after {to95['seconds_including_compile']} s (compile included)")
-    result = dict(device=str(jax.devices()[0]), device_kind=jax.devices()[0].device_kind, platform=platform.platform(),
-                  cpu_count=os.cpu_count(), jax=jax.__version__, config=lab_config.to_dict(config),
-                  throughput=rows, time_to_accuracy=to95)
-    out = Path(args.out)
+        print(f"population {population:4d}: {row['games_per_second']:8.0f} games/s "
+              f"({row['games_per_second_per_seed']:7.0f} per seed), first call {row['first_call_seconds']:.1f} s", flush=True)
+    one = rows[0]["games_per_second"] if rows[0]["population"] == 1 else None
+    result["throughput"] = rows
+    if one:
+        result["one_seed_vs_egg"] = one / EGG_GAMES_PER_SECOND
+        result["population_vs_one_seed"] = {r["population"]: r["games_per_second"] / one for r in rows}
+        print(f"one seed: x{one / EGG_GAMES_PER_SECOND:.2f} EGG's {EGG_GAMES_PER_SECOND} games/s", flush=True)
+
+    with tempfile.TemporaryDirectory() as cache:
+        result["lab_run_to_95"] = lab_run_to_accuracy(args.overrides, Path(cache))
+        r = result["lab_run_to_95"]
+        print(f"lab run, one seed, all objects: {r['target']:.0%} train accuracy at step {r['step']}, "
+              f"whole process {r['seconds']:.1f} s (fresh cache)", flush=True)
+        rerun = [*args.overrides, "train.seeds=1", "game.split=none", "train.steps=3000", "train.eval_every=50",
+                 "train.stop_accuracy=0.95"]
+        result["rerun_first_block_seconds"] = first_block_seconds(rerun, Path(cache))
+        print(f"the same config in a new process: first block done {result['rerun_first_block_seconds']:.1f} s after "
+              f"launch (cache warm)", flush=True)
+
+    name = "".join(ch if ch.isalnum() else "-" for ch in f"{result['machine']['cores']}core-{result['machine']['cpu']}")
+    out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"{name.lower()}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     print(f"wrote {out}")

@@ -123,7 +123,7 @@ class Sender(nnx.Module):
             return (carry, one_hot @ table[:-1]), (log_p, one_hot)
 
         _, (log_p, one_hot) = jax.lax.scan(body, (self.start(objects), start), xs, length=self.max_len)
-        return _message(log_p.swapaxes(0, 1), one_hot.swapaxes(0, 1))  # [B, T, vocab]
+        return make_message(log_p.swapaxes(0, 1), one_hot.swapaxes(0, 1))  # [B, T, vocab]
 
     def sample(self, objects: jax.Array, key: jax.Array) -> Message:
         """Messages drawn from pi(.|x): REINFORCE and the loss decomposition."""
@@ -159,7 +159,8 @@ class Sender(nnx.Module):
         return self._unroll(objects, lambda log_p, x_t: x_t, forced).log_prob
 
 
-def _message(log_p: jax.Array, one_hot: jax.Array) -> Message:
+def make_message(log_p: jax.Array, one_hot: jax.Array) -> Message:
+    """The message of per-position log-probabilities `[B, T, vocab]` and chosen one-hots: padding after the first EOS."""
     eos = one_hot[..., 0]  # [B, T]
     ended_before = jnp.concatenate([jnp.zeros_like(eos[:, :1]), jnp.cumsum(jax.lax.stop_gradient(eos), axis=1)[:, :-1]], axis=1)
     alive = (ended_before < 0.5).astype(log_p.dtype)

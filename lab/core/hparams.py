@@ -37,6 +37,7 @@ def hparams_from_config(config, n: int | None = None) -> Hparams:
     shape = () if n is None else (n,)
     out = {}
     for name, section in _sections(config):
+        section = section.resolved() if hasattr(section, "resolved") else section  # e.g. train.lr 0 -> the mode's
         values = {f.name: jnp.full(shape, getattr(section, f.name), jnp.float32)
                   for f in dataclasses.fields(section) if f.metadata.get("continuous")}
         if values:

@@ -71,8 +71,8 @@ def run_population(trainer: Trainer, keys: jax.Array, hparams, size: int | None 
         if on_block is not None:
             on_block(index, state, history[-1])
         if trainer.config.train.stop_accuracy > 0 and index < trainer.n_evals and np.all(jax.device_get(state.stopped)):
-            # every run stopped: the later evaluations repeat this one (its batch statistics too, where the
-            # pure function reports NaN for steps not taken)
+            # every run stopped: the later evaluations repeat this one, as the pure function's do (the same state and
+            # evaluation key; this block's steps were all frozen, so its batch statistics are already NaN)
             history += [history[-1]] * (trainer.n_evals - index)
             if on_block is not None:
                 for later in range(index + 1, trainer.n_evals + 1):

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lab.core import metrics
-from lab.core.agents import Agents, Message, _message
+from lab.core.agents import Agents, Message, make_message
 from lab.core.evaluate import eval_sets
 from lab.core.rollout import rollout
 from lab.core.spec import Spec
@@ -69,7 +69,7 @@ class EnsembleSender(NamedTuple):
             return (carry, jax.vmap(project, (0, None))(self.params, one_hot)), (log_p, one_hot)
 
         _, (log_p, one_hot) = jax.lax.scan(body, jax.vmap(start)(self.params), xs, length=max_len)
-        return _message(log_p.swapaxes(0, 1), one_hot.swapaxes(0, 1))
+        return make_message(log_p.swapaxes(0, 1), one_hot.swapaxes(0, 1))
 
     def greedy(self, objects: jax.Array) -> Message:
         vocab = self.agents.config.vocab_size

@@ -76,10 +76,10 @@ def population(config: Config, n_ancestors: int, n_tuned: int):
     rows = []
     for a in range(n_ancestors):
         for i in range(n_tuned):
-            rows.append(dict(ancestor=a, member=i, kind="diwa", lr=config.train.lr * LR_SCALES[i % 3],
+            rows.append(dict(ancestor=a, member=i, kind="diwa", lr=config.train.resolved().lr * LR_SCALES[i % 3],
                              entropy_coeff=ENTROPY[(i // 3) % 2], length_cost=0.0, topsim_weight=0.0))
         # twice the lr: the pretrained senders are nearly deterministic and REINFORCE moves them slowly
-        base = dict(ancestor=a, lr=2 * config.train.lr, entropy_coeff=config.train.entropy_coeff)
+        base = dict(ancestor=a, lr=2 * config.train.resolved().lr, entropy_coeff=config.train.entropy_coeff)
         rows.append(dict(base, member=n_tuned, kind="length", length_cost=LENGTH_COST, topsim_weight=0.0))
         rows.append(dict(base, member=n_tuned + 1, kind="structure", length_cost=0.0, topsim_weight=TOPSIM_WEIGHT))
     runs = pd.DataFrame(rows)

@@ -101,6 +101,18 @@ def test_continuous_fields_are_floats_and_become_hyperparameters():
     assert hp["train"]["lr"].tolist() == pytest.approx([0.01] * 3)
 
 
+def test_the_default_learning_rate_is_the_modes_own_and_an_explicit_one_wins():
+    from lab.core.hparams import hparams_from_config
+    from lab.core.trainer import MODE_LR
+
+    lr = lambda *overrides: float(hparams_from_config(config.load(overrides=list(overrides)))["train"]["lr"])  # noqa: E731
+    assert lr() == pytest.approx(MODE_LR["reinforce"]) and lr("train.mode=gumbel") == pytest.approx(MODE_LR["gumbel"])
+    assert MODE_LR["gumbel"] < MODE_LR["reinforce"]
+    assert lr("train.mode=gumbel", "train.lr=0.01") == pytest.approx(0.01)
+    switched = config.replace(config.load(), **{"train.mode": "gumbel"})  # the default follows a changed mode
+    assert float(hparams_from_config(switched)["train"]["lr"]) == pytest.approx(MODE_LR["gumbel"])
+
+
 def test_configs_are_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         Config().train.lr = 1.0
@@ -122,7 +134,7 @@ BAD = {
     "zero attributes": (["game.n_attributes=0"], ["game.n_attributes", "0", ">= 1"]),
     "max_len 0": (["agents.max_len=0"], ["agents.max_len", "0", ">= 1"]),
     "vocab without a symbol": (["agents.vocab_size=1"], ["agents.vocab_size", "1", ">= 2"]),
-    "zero lr": (["train.lr=0"], ["train.lr", "0", "> 0"]),
+    "negative lr": (["train.lr=-0.001"], ["train.lr", "-0.001", ">= 0"]),
     "test_fraction 0": (["game.test_fraction=0"], ["game.test_fraction", "0", "(0.0, 1.0)"]),
     "test_fraction 1": (["game.test_fraction=1"], ["game.test_fraction", "1", "(0.0, 1.0)"]),
     "test_fraction 1.5": (["game.test_fraction=1.5"], ["game.test_fraction", "1.5", "(0.0, 1.0)"]),
