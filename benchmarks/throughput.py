@@ -41,6 +41,7 @@ import pandas as pd  # noqa: E402
 from lab import config as lab_config  # noqa: E402
 from lab import hparams_from_config, make_trainer, seed_keys  # noqa: E402
 from lab.core.trainer import Trainer  # noqa: E402
+from lab.experiment.execute import over_runs  # noqa: E402
 
 EGG_GAMES_PER_SECOND = 5300  # EGG's basic reconstruction game, REINFORCE, batch 512, 2-core CPU (egg.md)
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,8 +57,9 @@ def machine() -> dict:
                 device=str(jax.devices()[0]), device_kind=jax.devices()[0].device_kind, jax=jax.__version__)
 
 
-def bare_steps(trainer: Trainer, steps: int):
-    """`jit(vmap(run))`: `steps` optimizer steps per seed in a scan, no evaluation."""
+def bare_steps(trainer: Trainer, steps: int, chunk: int | None = None):
+    """`steps` optimizer steps per seed in a scan, no evaluation, over the seeds as `lab run` lays them out
+    (`over_runs`: chunks of vmapped seeds on a CPU); `chunk=0`: one vmap of all seeds."""
 
     def run(key, hparams):
         state = trainer.init(key, hparams)
@@ -65,7 +67,7 @@ def bare_steps(trainer: Trainer, steps: int):
                                   (jax.random.split(key, steps), jnp.arange(steps)))
         return aux["accuracy"]
 
-    return jax.jit(jax.vmap(run))
+    return jax.jit(over_runs(run, (0, 0), chunk))
 
 
 def compile_seconds(fn, *args) -> float:
@@ -79,7 +81,7 @@ def compile_times(config) -> dict:
     config = lab_config.replace(config, **{"train.seeds": 1})
     trainer = make_trainer(config)
     keys, hparams = seed_keys(config), hparams_from_config(config, 1)
-    bare = compile_seconds(bare_steps(trainer, config.train.eval_every), keys, hparams)
+    bare = compile_seconds(bare_steps(trainer, config.train.eval_every, chunk=0), keys, hparams)
     state = jax.eval_shape(jax.vmap(lambda key, hp: trainer.init(trainer.run_keys(key)[0], hp)), keys, hparams)
     block = jax.jit(jax.vmap(lambda s, key, index, hp: trainer.block(s, trainer.run_keys(key)[1], index, hp),
                              in_axes=(0, 0, None, 0)))
@@ -87,11 +89,11 @@ def compile_times(config) -> dict:
     return dict(bare_steps_seconds=bare, whole_run_seconds=whole, ratio=whole / bare)
 
 
-def games_per_second(config, population: int, steps: int, repeats: int = 2) -> dict:
+def games_per_second(config, population: int, steps: int, repeats: int = 2, chunk: int | None = None) -> dict:
     config = lab_config.replace(config, **{"train.seeds": population})
     trainer = make_trainer(config)
     keys, hparams = seed_keys(config), hparams_from_config(config, population)
-    fn = bare_steps(trainer, steps)
+    fn = bare_steps(trainer, steps, chunk)
     start = time.perf_counter()
     jax.block_until_ready(fn(keys, hparams))
     first = time.perf_counter() - start
@@ -102,7 +104,8 @@ def games_per_second(config, population: int, steps: int, repeats: int = 2) -> d
         times.append(time.perf_counter() - start)
     best = min(times)
     games = population * steps * config.train.batch_size
-    return dict(population=population, steps=steps, seconds=best, first_call_seconds=first,
+    return dict(population=population, layout="one vmap" if chunk == 0 else "lab (over_runs)", steps=steps,
+                seconds=best, first_call_seconds=first,
                 games_per_second=games / best, games_per_second_per_seed=games / best / population)
 
 
@@ -166,10 +169,14 @@ def main() -> None:
         print(f"population {population:4d}: {row['games_per_second']:8.0f} games/s "
               f"({row['games_per_second_per_seed']:7.0f} per seed), first call {row['first_call_seconds']:.1f} s", flush=True)
     one = rows[0]["games_per_second"] if rows[0]["population"] == 1 else None
+    for population in [p for p in args.populations if p > 1]:
+        row = games_per_second(config, population, args.steps, chunk=0)
+        rows.append(row)
+        print(f"population {population:4d}, one vmap: {row['games_per_second']:8.0f} games/s", flush=True)
     result["throughput"] = rows
     if one:
         result["one_seed_vs_egg"] = one / EGG_GAMES_PER_SECOND
-        result["population_vs_one_seed"] = {r["population"]: r["games_per_second"] / one for r in rows}
+        result["population_vs_one_seed"] = {f"{r['population']} ({r['layout']})": r["games_per_second"] / one for r in rows}
         print(f"one seed: x{one / EGG_GAMES_PER_SECOND:.2f} EGG's {EGG_GAMES_PER_SECOND} games/s", flush=True)
 
     with tempfile.TemporaryDirectory() as cache:
