@@ -35,13 +35,11 @@ os.environ.setdefault("LAB_CACHE", "off")  # cold compiles here; the rerun measu
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from lab import config as lab_config  # noqa: E402
 from lab import hparams_from_config, make_trainer, seed_keys  # noqa: E402
 from lab.core.trainer import Trainer  # noqa: E402
-from lab.experiment.execute import over_runs  # noqa: E402
 
 EGG_GAMES_PER_SECOND = 5300  # EGG's basic reconstruction game, REINFORCE, batch 512, 2-core CPU (egg.md)
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,17 +55,16 @@ def machine() -> dict:
                 device=str(jax.devices()[0]), device_kind=jax.devices()[0].device_kind, jax=jax.__version__)
 
 
-def bare_steps(trainer: Trainer, steps: int, chunk: int | None = None):
-    """`steps` optimizer steps per seed in a scan, no evaluation, over the seeds as `lab run` lays them out
-    (`over_runs`: chunks of vmapped seeds on a CPU); `chunk=0`: one vmap of all seeds."""
+def bare_steps(trainer: Trainer, steps: int):
+    """`(init, run)`: fresh states, and `steps` optimizer steps per seed in a scan from them (no evaluation), the
+    seeds vmapped as `lab run` does."""
 
-    def run(key, hparams):
-        state = trainer.init(key, hparams)
+    def run(state, key, hparams):
         state, aux = jax.lax.scan(lambda s, xs: trainer.train_step(s, xs[0], xs[1], hparams), state,
                                   (jax.random.split(key, steps), jnp.arange(steps)))
-        return aux["accuracy"]
+        return state, aux["accuracy"]
 
-    return jax.jit(over_runs(run, (0, 0), chunk))
+    return jax.jit(jax.vmap(trainer.init)), jax.jit(jax.vmap(run))
 
 
 def compile_seconds(fn, *args) -> float:
@@ -81,31 +78,34 @@ def compile_times(config) -> dict:
     config = lab_config.replace(config, **{"train.seeds": 1})
     trainer = make_trainer(config)
     keys, hparams = seed_keys(config), hparams_from_config(config, 1)
-    bare = compile_seconds(bare_steps(trainer, config.train.eval_every, chunk=0), keys, hparams)
     state = jax.eval_shape(jax.vmap(lambda key, hp: trainer.init(trainer.run_keys(key)[0], hp)), keys, hparams)
+    bare = compile_seconds(bare_steps(trainer, config.train.eval_every)[1], state, keys, hparams)
     block = jax.jit(jax.vmap(lambda s, key, index, hp: trainer.block(s, trainer.run_keys(key)[1], index, hp),
                              in_axes=(0, 0, None, 0)))
     whole = compile_seconds(block, state, keys, jnp.int32(0), hparams)
     return dict(bare_steps_seconds=bare, whole_run_seconds=whole, ratio=whole / bare)
 
 
-def games_per_second(config, population: int, steps: int, repeats: int = 2, chunk: int | None = None) -> dict:
+def games_per_second(config, population: int, steps: int, repeats: int | None = None) -> dict:
+    """Steady games/s, the best of `repeats` timed calls (default: 3 up to 8 seeds, 2 up to 32, then 1): on a shared
+    machine the first calls of a process often run slower."""
+    repeats = repeats or (3 if population <= 8 else 2 if population <= 32 else 1)
     config = lab_config.replace(config, **{"train.seeds": population})
     trainer = make_trainer(config)
     keys, hparams = seed_keys(config), hparams_from_config(config, population)
-    fn = bare_steps(trainer, steps, chunk)
+    init, fn = bare_steps(trainer, steps)
+    state = jax.block_until_ready(init(keys, hparams))
     start = time.perf_counter()
-    jax.block_until_ready(fn(keys, hparams))
+    state, _ = jax.block_until_ready(fn(state, keys, hparams))
     first = time.perf_counter() - start
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        jax.block_until_ready(fn(keys, hparams))
+        state, _ = jax.block_until_ready(fn(state, keys, hparams))
         times.append(time.perf_counter() - start)
     best = min(times)
     games = population * steps * config.train.batch_size
-    return dict(population=population, layout="one vmap" if chunk == 0 else "lab (over_runs)", steps=steps,
-                seconds=best, first_call_seconds=first,
+    return dict(population=population, steps=steps, seconds=best, first_call_seconds=first,
                 games_per_second=games / best, games_per_second_per_seed=games / best / population)
 
 
@@ -115,7 +115,7 @@ def lab_run_to_accuracy(overrides: list[str], cache: Path, target: float = 0.95)
     args = [sys.executable, "-m", "lab.cli", "run", "--out", str(out), "--overwrite", "--quiet", *overrides,
             "train.seeds=1", "game.split=none", "train.steps=3000", "train.eval_every=50", f"train.stop_accuracy={target}"]
     start = time.perf_counter()
-    subprocess.run(args, check=True, cwd=ROOT, env={**os.environ, "LAB_CACHE": str(cache)})
+    subprocess.run(args, check=True, cwd=ROOT, capture_output=True, env={**os.environ, "LAB_CACHE": str(cache)})
     seconds = time.perf_counter() - start
     table = pd.read_parquet(out / "metrics.parquet")
     train = table[(table["split"] == "train") & (table["metric"] == "accuracy")].sort_values("step")
@@ -169,14 +169,10 @@ def main() -> None:
         print(f"population {population:4d}: {row['games_per_second']:8.0f} games/s "
               f"({row['games_per_second_per_seed']:7.0f} per seed), first call {row['first_call_seconds']:.1f} s", flush=True)
     one = rows[0]["games_per_second"] if rows[0]["population"] == 1 else None
-    for population in [p for p in args.populations if p > 1]:
-        row = games_per_second(config, population, args.steps, chunk=0)
-        rows.append(row)
-        print(f"population {population:4d}, one vmap: {row['games_per_second']:8.0f} games/s", flush=True)
     result["throughput"] = rows
     if one:
         result["one_seed_vs_egg"] = one / EGG_GAMES_PER_SECOND
-        result["population_vs_one_seed"] = {f"{r['population']} ({r['layout']})": r["games_per_second"] / one for r in rows}
+        result["population_vs_one_seed"] = {r["population"]: r["games_per_second"] / one for r in rows}
         print(f"one seed: x{one / EGG_GAMES_PER_SECOND:.2f} EGG's {EGG_GAMES_PER_SECOND} games/s", flush=True)
 
     with tempfile.TemporaryDirectory() as cache:

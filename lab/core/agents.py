@@ -237,8 +237,9 @@ class Agents:
             g.n_attributes, g.n_values, a.vocab_size, a.max_len, a.cell, a.hidden_size, a.embedding_size, rngs=rngs)
         self.make_receiver: Callable[[nnx.Rngs], Receiver] = lambda rngs: Receiver(
             g.n_attributes, g.n_values, a.vocab_size, a.cell, a.hidden_size, a.embedding_size, rngs=rngs)
-        self.sender_def, _ = nnx.split(self.make_sender(nnx.Rngs(0)))
-        self.receiver_def, _ = nnx.split(self.make_receiver(nnx.Rngs(0)))
+        # the graph definitions of abstract modules: nothing is initialised (eagerly that cost 3.4 s of start-up)
+        self.sender_def, _ = nnx.split(nnx.eval_shape(lambda: self.make_sender(nnx.Rngs(0))))
+        self.receiver_def, _ = nnx.split(nnx.eval_shape(lambda: self.make_receiver(nnx.Rngs(0))))
 
     def sender(self, params) -> Sender:
         return nnx.merge(self.sender_def, params)

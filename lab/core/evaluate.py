@@ -49,7 +49,7 @@ def eval_sets(game: games.LewisGame, objects: dict[str, np.ndarray], groups: dic
     m = max(min(len(o), eval_size) for o in objects.values())
     sets = []
     for seed, (split, objs) in enumerate(objects.items()):  # the same episodes as Spec.split_episodes
-        episodes = jax.device_get(game.episodes(jax.random.key(seed), game.default_params(objs), jnp.arange(len(objs))))
+        episodes = jax.device_get(jax.jit(game.episodes)(jax.random.key(seed), game.default_params(objs), jnp.arange(len(objs))))
         subset = np.sort(np.random.default_rng(seed).permutation(len(objs))[:eval_size])
         sets.append(EvalSet(
             episodes=jax.tree.map(lambda leaf: _pad(np.asarray(leaf), n), episodes),

@@ -31,4 +31,4 @@ class Spec:
         """Every object of a split as a target once, candidates from the same split: the evaluation's episodes."""
         objects = self.split_objects[split]
         seed = list(self.split_objects).index(split)
-        return self.game.episodes(jax.random.key(seed), self.game.default_params(objects), jnp.arange(len(objects)))
+        return jax.jit(self.game.episodes)(jax.random.key(seed), self.game.default_params(objects), jnp.arange(len(objects)))

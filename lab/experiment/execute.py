@@ -9,13 +9,6 @@ has frozen every run, the loop ends there: the remaining evaluations repeat the 
 
 The population is padded to `size` runs (repeating the last; dropped from the result), so a chunk
 smaller than the others reuses their compiled call, and split over the local devices.
-
-Layout (`over_runs`): on one CPU device the runs go through `lax.map` in chunks of CPU_CHUNK vmapped
-runs, elsewhere through one vmap. A vmap of 8 default runs on 2 CPU cores trained 9.7k games/s
-against 13.6k for one run; chunks of 2 trained 13.3k. The numbers are those of one vmap up to float
-rounding (a batched matmul of another batch size rounds differently: at most 4e-4 apart after 200
-steps); for one config and population size they are always the same. An accelerator wants the
-whole population in one vmap.
 """
 
 from __future__ import annotations
@@ -27,31 +20,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from lab.core.trainer import Trainer, shift_batch
-
-
-CPU_CHUNK = 2  # runs vmapped together per lax.map iteration on a CPU (module doc)
-
-
-def over_runs(fn: Callable, in_axes: tuple, chunk: int | None = None) -> Callable:
-    """`vmap(fn, in_axes)`, or `lax.map` over chunks of `chunk` vmapped runs (arguments with in_axes None are shared).
-
-    `chunk` None: CPU_CHUNK on a lone CPU device, else everything in one vmap.
-    """
-    if chunk is None:
-        chunk = CPU_CHUNK if jax.default_backend() == "cpu" and jax.local_device_count() == 1 else 0
-    if not chunk:
-        return jax.vmap(fn, in_axes=in_axes)
-
-    def mapped(*args):
-        runs = [a for a, axis in zip(args, in_axes) if axis is not None]
-
-        def one(xs):
-            xs = iter(xs)
-            return fn(*[next(xs) if axis is not None else a for a, axis in zip(args, in_axes)])
-
-        return jax.lax.map(one, runs, batch_size=chunk)
-
-    return mapped
 
 
 def pad_and_shard(keys: jax.Array, hparams, size: int | None = None, devices=None):
@@ -77,7 +45,7 @@ def pad_and_shard(keys: jax.Array, hparams, size: int | None = None, devices=Non
 def population_call(fn: Callable, keys: jax.Array, hparams, size: int | None = None, devices=None):
     """`jit(vmap(fn))(keys, hparams)` as numpy, padded and sharded (see the module docstring)."""
     keys, hparams, n, sharding = pad_and_shard(keys, hparams, size, devices)
-    call = jax.jit(over_runs(fn, (0, 0))) if sharding is None else jax.jit(jax.vmap(fn), out_shardings=sharding)
+    call = jax.jit(jax.vmap(fn)) if sharding is None else jax.jit(jax.vmap(fn), out_shardings=sharding)
     out = jax.device_get(call(keys, hparams))
     return jax.tree.map(lambda a: np.asarray(a)[:n], out)
 
@@ -92,10 +60,9 @@ def run_population(trainer: Trainer, keys: jax.Array, hparams, size: int | None 
     """
     keys, (hparams, agents), n, sharding = pad_and_shard(keys, (hparams, agents), size, devices)
     out = {} if sharding is None else dict(out_shardings=sharding)
-    init = jax.jit(over_runs(lambda key, hp, agents: trainer.init(trainer.run_keys(key)[0], hp, agents), (0, 0, 0),
-                             0 if sharding else None), **out)
-    block = jax.jit(over_runs(lambda state, key, index, hp: trainer.block(state, trainer.run_keys(key)[1], index, hp),
-                              (0, 0, None, 0), 0 if sharding else None), donate_argnums=0, **out)
+    init = jax.jit(jax.vmap(lambda key, hp, agents: trainer.init(trainer.run_keys(key)[0], hp, agents)), **out)
+    block = jax.jit(jax.vmap(lambda state, key, index, hp: trainer.block(state, trainer.run_keys(key)[1], index, hp),
+                             in_axes=(0, 0, None, 0)), donate_argnums=0, **out)
     state = init(keys, hparams, agents)
     history = []
     for index in range(trainer.n_evals + 1):
