@@ -109,24 +109,26 @@ def games_per_second(config, population: int, steps: int, repeats: int | None = 
                 games_per_second=games / best, games_per_second_per_seed=games / best / population)
 
 
-def lab_run_to_accuracy(overrides: list[str], cache: Path, target: float = 0.95) -> dict:
-    """A whole `lab run` process, one seed, all objects, stopping at `target` train accuracy."""
+TARGET = 0.95
+TO_TARGET = ["train.seeds=1", "game.split=none", "train.steps=3000", "train.eval_every=50", f"train.stop_accuracy={TARGET}"]
+
+
+def lab_run_to_accuracy(overrides: list[str], cache: Path) -> dict:
+    """A whole `lab run` process, one seed, all objects, stopping at TARGET train accuracy."""
     out = Path(tempfile.mkdtemp()) / "run"
-    args = [sys.executable, "-m", "lab.cli", "run", "--out", str(out), "--overwrite", "--quiet", *overrides,
-            "train.seeds=1", "game.split=none", "train.steps=3000", "train.eval_every=50", f"train.stop_accuracy={target}"]
+    args = [sys.executable, "-m", "lab.cli", "run", "--out", str(out), "--overwrite", "--quiet", *overrides, *TO_TARGET]
     start = time.perf_counter()
     subprocess.run(args, check=True, cwd=ROOT, capture_output=True, env={**os.environ, "LAB_CACHE": str(cache)})
     seconds = time.perf_counter() - start
     table = pd.read_parquet(out / "metrics.parquet")
     train = table[(table["split"] == "train") & (table["metric"] == "accuracy")].sort_values("step")
-    reached = train[train["value"] >= target]
-    return dict(target=target, seconds=seconds, step=int(reached["step"].iloc[0]) if len(reached) else None)
+    reached = train[train["value"] >= TARGET]
+    return dict(target=TARGET, seconds=seconds, step=int(reached["step"].iloc[0]) if len(reached) else None)
 
 
 FIRST_BLOCK = """
 import sys, time
 start = float(sys.argv[1])
-import lab
 from lab import config, hparams_from_config, make_trainer, seed_keys
 from lab.experiment.execute import run_population
 cfg = config.load(overrides=sys.argv[2:])
@@ -180,9 +182,7 @@ def main() -> None:
         r = result["lab_run_to_95"]
         print(f"lab run, one seed, all objects: {r['target']:.0%} train accuracy at step {r['step']}, "
               f"whole process {r['seconds']:.1f} s (fresh cache)", flush=True)
-        rerun = [*args.overrides, "train.seeds=1", "game.split=none", "train.steps=3000", "train.eval_every=50",
-                 "train.stop_accuracy=0.95"]
-        result["rerun_first_block_seconds"] = first_block_seconds(rerun, Path(cache))
+        result["rerun_first_block_seconds"] = first_block_seconds([*args.overrides, *TO_TARGET], Path(cache))
         print(f"the same config in a new process: first block done {result['rerun_first_block_seconds']:.1f} s after "
               f"launch (cache warm)", flush=True)
 

@@ -39,6 +39,12 @@ def _pad(array: np.ndarray, size: int) -> np.ndarray:
     return np.concatenate([array, np.repeat(array[:1], size - len(array), axis=0)]) if size > len(array) else array
 
 
+def split_episodes(game: games.LewisGame, objects: np.ndarray, seed: int) -> games.EnvState:
+    """Every object of a split as a target once, candidates from the same split drawn with `key(seed)`; `seed` is the
+    split's position (train 0, test 1), so evaluations and analyses see the same episodes."""
+    return jax.jit(game.episodes)(jax.random.key(seed), game.default_params(objects), jnp.arange(len(objects)))
+
+
 def eval_sets(game: games.LewisGame, objects: dict[str, np.ndarray], groups: dict[str, np.ndarray], eval_size: int,
               max_len: int) -> EvalSet:
     """The splits' evaluation data stacked `[n_splits, ...]`, in the order of `objects`.
@@ -48,8 +54,8 @@ def eval_sets(game: games.LewisGame, objects: dict[str, np.ndarray], groups: dic
     n = max(len(o) for o in objects.values())
     m = max(min(len(o), eval_size) for o in objects.values())
     sets = []
-    for seed, (split, objs) in enumerate(objects.items()):  # the same episodes as Spec.split_episodes
-        episodes = jax.device_get(jax.jit(game.episodes)(jax.random.key(seed), game.default_params(objs), jnp.arange(len(objs))))
+    for seed, (split, objs) in enumerate(objects.items()):
+        episodes = jax.device_get(split_episodes(game, objs, seed))
         subset = np.sort(np.random.default_rng(seed).permutation(len(objs))[:eval_size])
         sets.append(EvalSet(
             episodes=jax.tree.map(lambda leaf: _pad(np.asarray(leaf), n), episodes),

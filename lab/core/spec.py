@@ -6,11 +6,10 @@ normalises over them) are built from the same `Spec` the trainer uses.
 
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
 
 import games
 from lab.core.agents import Agents
+from lab.core.evaluate import split_episodes
 
 
 class Spec:
@@ -29,6 +28,4 @@ class Spec:
 
     def split_episodes(self, split: str) -> games.EnvState:
         """Every object of a split as a target once, candidates from the same split: the evaluation's episodes."""
-        objects = self.split_objects[split]
-        seed = list(self.split_objects).index(split)
-        return jax.jit(self.game.episodes)(jax.random.key(seed), self.game.default_params(objects), jnp.arange(len(objects)))
+        return split_episodes(self.game, self.split_objects[split], list(self.split_objects).index(split))
