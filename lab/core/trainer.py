@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import jax
+import jax.extend.core
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -309,9 +310,9 @@ class Trainer:
             reached = ~state.stopped & (jnp.mean(metrics["train"]["accuracy"]) >= t.stop_accuracy)
             state = state.replace(stopped=state.stopped | reached, stop_step=jnp.where(reached, state.step, state.stop_step))
             metrics["train"]["stopped"] = state.stopped.astype(jnp.float32)
-        template = jax.eval_shape(lambda s: self.train_block(s, key_block, index, hparams)[1], state)
+        steps, (_, template) = traced_once(self.train_block, state, key_block, index, hparams)
         nan = jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), template)
-        state, summary = jax.lax.cond(index < self.n_evals, lambda s: self.train_block(s, key_block, index, hparams),
+        state, summary = jax.lax.cond(index < self.n_evals, lambda s: steps(s, key_block, index, hparams),
                                       lambda s: (s, nan), state)
         return state, {**metrics, "batch": summary}
 
@@ -331,6 +332,14 @@ class Trainer:
         state = self.init(key_init, hparams, agents)
         state, history = jax.lax.scan(lambda s, i: self.block(s, key_run, i, hparams), state, jnp.arange(self.n_evals + 1))
         return state, shift_batch(history)
+
+
+def traced_once(fn, *args):
+    """`(fn as a replay of its jaxpr, the shapes of fn(*args))`, tracing `fn` once: a branch of `lax.cond` whose
+    output shapes the other branch needs (eval_shape traced the steps a second time: 0.7 s of 2.1 s of the block's trace)."""
+    closed, shapes = jax.make_jaxpr(fn, return_shape=True)(*args)
+    replay = jax.extend.core.jaxpr_as_fun(closed)
+    return lambda *a: jax.tree.unflatten(jax.tree.structure(shapes), replay(*jax.tree.leaves(a))), shapes
 
 
 def shift_batch(history: dict, axis: int = 0) -> dict:
