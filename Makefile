@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(BIN)/lab report runs/demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 3 -q  # 3 workers on 2 cores: compiling is one thread, so a third keeps both busy
+	$(BIN)/python -m pytest -n 2 -q
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/throughput.py
