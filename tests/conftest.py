@@ -3,9 +3,7 @@
 * `import lab` compiles with XLA's quicker CPU settings (lab.experiment.cache.quick_compiles): the
   tests run tiny games for few steps, so compiling is most of their time.
 * pytest-xdist (`--dist loadgroup`) keeps each test module on one worker, so a module's fixtures
-  compile once, except the notebooks: each notebook is a group of its own and they spread. The
-  notebooks run first: they are the longest groups (30-120 s each), and one that starts last is a
-  tail that one worker runs alone.
+  compile once, except the notebooks: each notebook is a group of its own and they spread.
 * The persistent compilation cache lives in one folder for the session, shared by the pytest-xdist
   workers and the commands the tests start: a program that two tests build is compiled once.
 """
@@ -23,7 +21,6 @@ import lab  # noqa: E402,F401  (after the environment is set: turns the cache an
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items):
-    items.sort(key=lambda item: "test_runs_in_small_mode" not in item.nodeid)  # stable: the rest keep their order
     for item in items:
         group = item.nodeid if "test_runs_in_small_mode" in item.nodeid else item.module.__name__
         item.add_marker(pytest.mark.xdist_group(group))

@@ -10,12 +10,11 @@ On a CPU, compiling is most of a short run's time. `quick_compiles()` sets XLA's
 optimisation level to 1 and turns off LLVM's expensive passes: each compile takes about 40-50% less
 (105 s -> 64 s for a curriculum-adam program, 44 s -> 19 s for the default block, measured on 2
 busy cores) and the compiled steps run about as fast. It also turns off XLA's newer CPU fusion
-emitters (the classic emitters generate the same fusions with less LLVM work): the default
-evaluation compiles in 2.3 s instead of 4.5 s and 100 steps in 2.2 s instead of 3.5-4.5 s (8 seeds,
-2-core EPYC), and the steps run no slower (one seed 17.7k -> 19.9k games/s in that run). All three
-are `QUICK_COMPILES`. It does nothing when
-`XLA_FLAGS` already names an optimisation level (yours wins), when JAX has already started (too
-late), or when a CUDA plugin is installed (the flags are for CPU code).
+emitters: the default evaluation compiles in 2.3 s instead of 4.5 s and 100 steps in 2.2 s instead
+of 3.5-4.5 s (8 seeds, 2-core EPYC), and the steps run no slower (one seed 17.7k -> 19.9k games/s in
+that run). The three flags are `QUICK_COMPILES`. It does nothing when `XLA_FLAGS` already names an
+optimisation level (yours wins), when JAX has already started (too late), or when a CUDA plugin is
+installed (the flags are for CPU code).
 """
 
 from __future__ import annotations
