@@ -4,9 +4,10 @@ A game is one (object, message, guess) training sample: sender and receiver forw
 Measured on the default reconstruction config (EGG's basic game: K=4, V=4, GRU 128, embedding 32,
 vocabulary 10, max_len 5, batch 512, REINFORCE) unless overrides say otherwise. Four measurements:
 
-* compile: first-call compile of the bare optimizer steps (`eval_every` steps in a scan, no
-  evaluation) and of the whole run's program (`Trainer.block`: evaluation + the same steps, what
-  `lab run` compiles), persistent cache off: their ratio is what the evaluation adds;
+* compile: first-call compile (tracing included) of the bare optimizer steps (`eval_every` steps in a
+  scan, no evaluation) and of the whole run's programs as `lab run` compiles them (the evaluation and
+  the same steps, two programs compiled at once: lab.experiment.execute.compile_block), persistent
+  cache off: their ratio is what the evaluation adds;
 * throughput: steady games/s of bare optimizer steps for populations of 1, 8, 32, 128 seeds
   (one vmapped call), against EGG's 5.3k games/s on a 2-core CPU (../shared/science/egg.md);
 * `lab run` to 95%: a whole `lab run` process (start-up, compile, training) of one seed on all
@@ -41,6 +42,7 @@ import pandas as pd  # noqa: E402
 from lab import config as lab_config  # noqa: E402
 from lab import hparams_from_config, make_trainer, seed_keys  # noqa: E402
 from lab.core.trainer import Trainer  # noqa: E402
+from lab.experiment.execute import compile_block  # noqa: E402
 
 EGG_GAMES_PER_SECOND = 5300  # EGG's basic reconstruction game, REINFORCE, batch 512, 2-core CPU (egg.md)
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,6 +71,7 @@ def bare_steps(trainer: Trainer, steps: int):
 
 
 def compile_seconds(fn, *args) -> float:
+    """Trace, lower and compile `fn` on `args`."""
     start = time.perf_counter()
     fn.lower(*args).compile()
     return time.perf_counter() - start
@@ -81,9 +84,9 @@ def compile_times(config) -> dict:
     keys, hparams = seed_keys(config), hparams_from_config(config, 1)
     state = jax.eval_shape(jax.vmap(lambda key, hp: trainer.init(trainer.run_keys(key)[0], hp)), keys, hparams)
     bare = compile_seconds(bare_steps(trainer, config.train.eval_every)[1], state, keys, hparams)
-    block = jax.jit(jax.vmap(lambda s, key, index, hp: trainer.block(s, trainer.run_keys(key)[1], index, hp),
-                             in_axes=(0, 0, None, 0)))
-    whole = compile_seconds(block, state, keys, jnp.int32(0), hparams)
+    start = time.perf_counter()
+    compile_block(trainer, state, keys, hparams)
+    whole = time.perf_counter() - start
     return dict(bare_steps_seconds=bare, whole_run_seconds=whole, ratio=whole / bare)
 
 

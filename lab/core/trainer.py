@@ -3,7 +3,8 @@
 The whole run is one function: `lax.scan` over evaluation blocks, each an evaluation of every
 split followed by `eval_every` optimizer steps; `jax.jit(jax.vmap(trainer.train))(keys, hparams)`
 trains a population of runs, which differ in their continuous hyperparameters (lab.core.hparams).
-The runner (lab.experiment.execute) calls `block` from the host instead, for progress and resume.
+The runner (lab.experiment.execute) calls its two halves, `checkpoint` and `steps`, from the host instead, for
+progress and resume.
 
 One optimizer step (`train_step`), from the slots of lab.core.components:
 
@@ -296,23 +297,34 @@ class Trainer:
         state, summaries = jax.lax.scan(step, state, (jax.random.split(key, every), steps))
         return state, jax.tree.map(lambda v: jnp.mean(v, axis=0), summaries)
 
-    def block(self, state: TrainState, key: jax.Array, index: jax.Array, hparams: Hparams) -> tuple[TrainState, dict]:
-        """Evaluate, then train `eval_every` steps unless `index` is the last evaluation: one program for every block.
+    def checkpoint(self, state: TrainState, key: jax.Array) -> tuple[TrainState, dict]:
+        """The evaluation before a block: `(state, metrics)`, with early stopping decided (`train.stop_accuracy`).
 
-        Returns `(state, metrics)`; `metrics["batch"]` holds the means of the step statistics of the
-        block that led to this evaluation (the previous one; NaN at step 0).
+        `key` is the run key; the same messages at every evaluation, so they compare over time.
         """
         t = self.config.train
-        key_eval = jax.random.fold_in(key, 0)  # the same messages at every evaluation: comparable over time
-        key_block = jax.random.fold_in(jax.random.fold_in(key, 1), index)
-        metrics = self.evaluate(state, key_eval)
+        metrics = self.evaluate(state, jax.random.fold_in(key, 0))
         if t.stop_accuracy > 0:
             reached = ~state.stopped & (jnp.mean(metrics["train"]["accuracy"]) >= t.stop_accuracy)
             state = state.replace(stopped=state.stopped | reached, stop_step=jnp.where(reached, state.step, state.stop_step))
             metrics["train"]["stopped"] = state.stopped.astype(jnp.float32)
-        steps, (_, template) = traced_once(self.train_block, state, key_block, index, hparams)
+        return state, metrics
+
+    def steps(self, state: TrainState, key: jax.Array, index: jax.Array, hparams: Hparams) -> tuple[TrainState, dict]:
+        """The `eval_every` optimizer steps of block `index` after its evaluation (`key`: the run key)."""
+        return self.train_block(state, jax.random.fold_in(jax.random.fold_in(key, 1), index), index, hparams)
+
+    def block(self, state: TrainState, key: jax.Array, index: jax.Array, hparams: Hparams) -> tuple[TrainState, dict]:
+        """`checkpoint`, then `steps` unless `index` is the last evaluation.
+
+        Returns `(state, metrics)`; `metrics["batch"]` holds the means of the step statistics of the
+        block that follows this evaluation (NaN after the last; `shift_batch` moves them where they end).
+        The runner (lab.experiment.execute) calls `checkpoint` and `steps` as two programs instead.
+        """
+        state, metrics = self.checkpoint(state, key)
+        steps, (_, template) = traced_once(self.steps, state, key, index, hparams)
         nan = jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), template)
-        state, summary = jax.lax.cond(index < self.n_evals, lambda s: steps(s, key_block, index, hparams),
+        state, summary = jax.lax.cond(index < self.n_evals, lambda s: steps(s, key, index, hparams),
                                       lambda s: (s, nan), state)
         return state, {**metrics, "batch": summary}
 

@@ -1,10 +1,11 @@
 """One way to train a population, for `lab run`, `lab sweep` and the studies: pad, shard, loop over blocks.
 
-`run_population(trainer, keys, hparams)` initialises every run, then calls the trainer's `block`
-(an evaluation and `eval_every` optimizer steps, one compiled program) once per evaluation from
-the host: a progress bar advances between calls, no host callback sits inside the program, so
-JAX's persistent compilation cache can keep it (lab.experiment.cache). The numbers are those of
-`jit(vmap(trainer.train))`, which scans the same block. When early stopping (`train.stop_accuracy`)
+`run_population(trainer, keys, hparams)` initialises every run, then, once per evaluation, calls
+the trainer's `checkpoint` (the evaluation) and `steps` (the `eval_every` optimizer steps after it)
+from the host, two programs compiled at once (`compile_block`): a progress bar advances between
+calls, no host callback sits inside a program, so JAX's persistent compilation cache can keep them
+(lab.experiment.cache). The numbers are those of `jit(vmap(trainer.train))`, which scans the same
+`block`. When early stopping (`train.stop_accuracy`)
 has frozen every run, the loop ends there: the remaining evaluations repeat the last one.
 
 The population is padded to `size` runs (repeating the last; dropped from the result), so a chunk
@@ -13,6 +14,7 @@ smaller than the others reuses their compiled call, and split over the local dev
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 import jax
@@ -50,6 +52,19 @@ def population_call(fn: Callable, keys: jax.Array, hparams, size: int | None = N
     return jax.tree.map(lambda a: np.asarray(a)[:n], out)
 
 
+def compile_block(trainer: Trainer, state, keys: jax.Array, hparams, **jit_options):
+    """`(checkpoint, steps)`: the population's evaluation and its optimizer steps (`Trainer.checkpoint`, `.steps`),
+    compiled as two programs at once, in two threads (XLA compiles outside Python's lock): their compiles overlap,
+    and each is smaller than the two in one program. `state` may be abstract (`jax.eval_shape`)."""
+    run = lambda key: trainer.run_keys(key)[1]  # noqa: E731
+    checkpoint = jax.jit(jax.vmap(lambda s, key: trainer.checkpoint(s, run(key))), donate_argnums=0, **jit_options)
+    steps = jax.jit(jax.vmap(lambda s, key, index, hp: trainer.steps(s, run(key), index, hp), in_axes=(0, 0, None, 0)),
+                    donate_argnums=0, **jit_options)
+    lowered = [checkpoint.lower(state, keys), steps.lower(state, keys, jnp.int32(0), hparams)]
+    with ThreadPoolExecutor(2) as pool:
+        return tuple(pool.map(lambda program: program.compile(), lowered))
+
+
 def run_population(trainer: Trainer, keys: jax.Array, hparams, size: int | None = None, devices=None,
                    on_block: Callable | None = None, agents: tuple | None = None):
     """Train every run of `keys [n]` / `hparams [n]`: `(final state, history)` as numpy, leading axis n.
@@ -61,18 +76,21 @@ def run_population(trainer: Trainer, keys: jax.Array, hparams, size: int | None 
     keys, (hparams, agents), n, sharding = pad_and_shard(keys, (hparams, agents), size, devices)
     out = {} if sharding is None else dict(out_shardings=sharding)
     init = jax.jit(jax.vmap(lambda key, hp, agents: trainer.init(trainer.run_keys(key)[0], hp, agents)), **out)
-    block = jax.jit(jax.vmap(lambda state, key, index, hp: trainer.block(state, trainer.run_keys(key)[1], index, hp),
-                             in_axes=(0, 0, None, 0)), donate_argnums=0, **out)
     state = init(keys, hparams, agents)
-    history = []
+    checkpoint, steps = compile_block(trainer, state, keys, hparams, **out)
+    history, stop = [], trainer.config.train.stop_accuracy > 0
     for index in range(trainer.n_evals + 1):
-        state, metrics = block(state, keys, jnp.asarray(index, jnp.int32), hparams)
+        state, metrics = checkpoint(state, keys)
+        every_run_stopped = stop and index < trainer.n_evals and np.all(jax.device_get(state.stopped))
+        if index < trainer.n_evals and not every_run_stopped:
+            state, metrics["batch"] = steps(state, keys, jnp.asarray(index, jnp.int32), hparams)
+        else:  # after the last evaluation, or every run frozen: no steps, and no step statistics
+            metrics["batch"] = jax.tree.map(lambda s: np.full(s.shape, np.nan, s.dtype), steps.out_info[1])
         history.append(jax.device_get(metrics))
         if on_block is not None:
             on_block(index, state, history[-1])
-        if trainer.config.train.stop_accuracy > 0 and index < trainer.n_evals and np.all(jax.device_get(state.stopped)):
-            # every run stopped: the later evaluations repeat this one, as the pure function's do (the same state and
-            # evaluation key; this block's steps were all frozen, so its batch statistics are already NaN)
+        if every_run_stopped:
+            # the later evaluations repeat this one, as the pure function's do (the same state and evaluation key)
             history += [history[-1]] * (trainer.n_evals - index)
             if on_block is not None:
                 for later in range(index + 1, trainer.n_evals + 1):
