@@ -78,7 +78,7 @@ def compile_seconds(fn, *args) -> float:
 
 
 def compile_times(config) -> dict:
-    """Cold compile of the bare steps of one block and of the whole run's block program, one seed."""
+    """Cold compile of the bare steps of one block and of the whole run's two programs (compile_block), one seed."""
     config = lab_config.replace(config, **{"train.seeds": 1})
     trainer = make_trainer(config)
     keys, hparams = seed_keys(config), hparams_from_config(config, 1)
