@@ -5,8 +5,8 @@ the trainer's `checkpoint` (the evaluation) and `steps` (the `eval_every` optimi
 from the host, two programs compiled at once (`compile_block`): a progress bar advances between
 calls, no host callback sits inside a program, so JAX's persistent compilation cache can keep them
 (lab.experiment.cache). The numbers are those of `jit(vmap(trainer.train))`, which scans the same
-`block`. When early stopping (`train.stop_accuracy`)
-has frozen every run, the loop ends there: the remaining evaluations repeat the last one.
+`block`. When early stopping (`train.stop_accuracy`) has frozen every run, the loop ends there: the
+remaining evaluations repeat the last one.
 
 The population is padded to `size` runs (repeating the last; dropped from the result), so a chunk
 smaller than the others reuses their compiled call, and split over the local devices.
