@@ -4,12 +4,14 @@ A game is one (object, message, guess) training sample: sender and receiver forw
 Measured on the default reconstruction config (EGG's basic game: K=4, V=4, GRU 128, embedding 32,
 vocabulary 10, max_len 5, batch 512, REINFORCE) unless overrides say otherwise. Four measurements:
 
-* compile: first-call compile (tracing included) of the bare optimizer steps (`eval_every` steps in a
-  scan, no evaluation) and of the whole run's programs as `lab run` compiles them (the evaluation and
-  the same steps, two programs compiled at once: lab.experiment.execute.compile_block), persistent
-  cache off: their ratio is what the evaluation adds;
+* compile: first-call compile (tracing included), persistent cache off, of one block's optimizer
+  steps (`eval_every` steps in a scan, no evaluation), bare (only the accuracy kept: XLA drops the
+  other step statistics) and as the run has them (`Trainer.steps`, every statistic kept), and of the
+  whole run's programs as `lab run` compiles them (the evaluation and those steps, two programs
+  compiled at once: lab.experiment.execute.compile_block): the whole run's against the run's own
+  steps is what the evaluation adds;
 * throughput: steady games/s of bare optimizer steps for populations of 1, 8, 32, 128 seeds
-  (one vmapped call), against EGG's 5.3k games/s on a 2-core CPU (../shared/science/egg.md);
+  (one vmapped call, split over the devices as `lab run` splits it: one per CPU core), against EGG's 5.3k games/s on a 2-core CPU (../shared/science/egg.md);
 * `lab run` to 95%: a whole `lab run` process (start-up, compile, training) of one seed on all
   256 objects with early stopping at 95% train accuracy, with a fresh cache folder;
 * the same process again with that cache: the time until its first training step (its first block's end
@@ -42,7 +44,7 @@ import pandas as pd  # noqa: E402
 from lab import config as lab_config  # noqa: E402
 from lab import hparams_from_config, make_trainer, seed_keys  # noqa: E402
 from lab.core.trainer import Trainer  # noqa: E402
-from lab.experiment.execute import compile_block  # noqa: E402
+from lab.experiment.execute import block_programs, compile_block, pad_and_shard  # noqa: E402
 
 EGG_GAMES_PER_SECOND = 5300  # EGG's basic reconstruction game, REINFORCE, batch 512, 2-core CPU (egg.md)
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,19 +57,20 @@ def machine() -> dict:
     except (OSError, StopIteration):
         pass
     return dict(cpu=cpu, cores=os.cpu_count(), load_average_at_start=os.getloadavg(), platform=platform.platform(),
-                device=str(jax.devices()[0]), device_kind=jax.devices()[0].device_kind, jax=jax.__version__)
+                device=str(jax.devices()[0]), device_kind=jax.devices()[0].device_kind, devices=jax.device_count(),
+                jax=jax.__version__)
 
 
-def bare_steps(trainer: Trainer, steps: int):
+def bare_steps(trainer: Trainer, steps: int, **jit_options):
     """`(init, run)`: fresh states, and `steps` optimizer steps per seed in a scan from them (no evaluation), the
-    seeds vmapped as `lab run` does."""
+    seeds vmapped (and, given the runner's sharding, split over the devices) as `lab run` does."""
 
     def run(state, key, hparams):
         state, aux = jax.lax.scan(lambda s, xs: trainer.train_step(s, xs[0], xs[1], hparams), state,
                                   (jax.random.split(key, steps), jnp.arange(steps)))
         return state, aux["accuracy"]
 
-    return jax.jit(jax.vmap(trainer.init)), jax.jit(jax.vmap(run))
+    return jax.jit(jax.vmap(trainer.init), **jit_options), jax.jit(jax.vmap(run), **jit_options)
 
 
 def compile_seconds(fn, *args) -> float:
@@ -78,7 +81,9 @@ def compile_seconds(fn, *args) -> float:
 
 
 def compile_times(config) -> dict:
-    """Cold compile of the bare steps of one block and of the whole run's two programs (compile_block), one seed."""
+    """Cold compiles, one seed, of one block's optimizer steps: bare (only the accuracy kept) and as the run has them
+    (`Trainer.steps`, every step statistic kept), and of the whole run's two programs (compile_block): `ratio` is
+    the whole run's against the run's own steps, `ratio_to_bare` against the bare steps."""
     config = lab_config.replace(config, **{"train.seeds": 1})
     trainer = make_trainer(config)
     keys, hparams = seed_keys(config), hparams_from_config(config, 1)
@@ -87,7 +92,9 @@ def compile_times(config) -> dict:
     start = time.perf_counter()
     compile_block(trainer, state, keys, hparams)
     whole = time.perf_counter() - start
-    return dict(bare_steps_seconds=bare, whole_run_seconds=whole, ratio=whole / bare)
+    steps = compile_seconds(block_programs(trainer)[1], state, keys, jnp.int32(0), hparams)  # after: no shared cache
+    return dict(bare_steps_seconds=bare, run_steps_seconds=steps, whole_run_seconds=whole, ratio=whole / steps,
+                ratio_to_bare=whole / bare)
 
 
 def games_per_second(config, population: int, steps: int, repeats: int | None = None) -> dict:
@@ -96,8 +103,8 @@ def games_per_second(config, population: int, steps: int, repeats: int | None = 
     repeats = repeats or (3 if population <= 8 else 2 if population <= 32 else 1)
     config = lab_config.replace(config, **{"train.seeds": population})
     trainer = make_trainer(config)
-    keys, hparams = seed_keys(config), hparams_from_config(config, population)
-    init, fn = bare_steps(trainer, steps)
+    keys, hparams, _, sharding = pad_and_shard(seed_keys(config), hparams_from_config(config, population))
+    init, fn = bare_steps(trainer, steps, **({} if sharding is None else dict(out_shardings=sharding)))
     state = jax.block_until_ready(init(keys, hparams))
     start = time.perf_counter()
     state, _ = jax.block_until_ready(fn(state, keys, hparams))
@@ -169,8 +176,9 @@ def main() -> None:
 
     result["compile"] = compile_times(config)
     c = result["compile"]
-    print(f"compile, one seed: bare steps {c['bare_steps_seconds']:.1f} s, whole run {c['whole_run_seconds']:.1f} s "
-          f"(x{c['ratio']:.2f})", flush=True)
+    print(f"compile, one seed: bare steps {c['bare_steps_seconds']:.1f} s, the run's steps {c['run_steps_seconds']:.1f} s, "
+          f"whole run {c['whole_run_seconds']:.1f} s (x{c['ratio']:.2f} the run's steps, x{c['ratio_to_bare']:.2f} bare)",
+          flush=True)
 
     rows = []
     for population in args.populations:

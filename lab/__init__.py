@@ -19,9 +19,11 @@ from lab.core.trainer import Trainer, TrainState, seed_keys
 from lab.experiment import cache, checkpoint, config, results
 from lab.experiment.build import make_train, make_trainer
 from lab.experiment.config import Config, ConfigError, load
+from lab.experiment.execute import split_cpu
 
 cache.enable()  # compile a config once, not once per process (LAB_CACHE=off turns it off)
 cache.quick_compiles()  # on a CPU: XLA's cheaper optimisation level, before JAX starts
+split_cpu()  # on a CPU: one device per core, so a population's runs train side by side
 
 
 def train_population(config: Config, trainer: Trainer | None = None, hparams=None):

@@ -51,13 +51,17 @@ def enable() -> Path | None:
     return path
 
 
+def gpu_plugin() -> bool:
+    """Whether a CUDA or ROCm plugin for JAX is installed (the CPU settings here and in lab.experiment.execute are off)."""
+    return any(importlib.util.find_spec(p) for p in ("jax_cuda12_plugin", "jax_cuda13_plugin", "jax_rocm60_plugin"))
+
+
 def quick_compiles() -> bool:
     """Add QUICK_COMPILES to XLA_FLAGS (module doc); whether it did."""
     from jax._src import xla_bridge
 
     flags = os.environ.get("XLA_FLAGS", "")
-    gpu = any(importlib.util.find_spec(p) for p in ("jax_cuda12_plugin", "jax_cuda13_plugin", "jax_rocm60_plugin"))
-    if "xla_backend_optimization_level" in flags or xla_bridge.backends_are_initialized() or gpu:
+    if "xla_backend_optimization_level" in flags or xla_bridge.backends_are_initialized() or gpu_plugin():
         return False
     os.environ["XLA_FLAGS"] = f"{flags} {QUICK_COMPILES}".strip()
     return True

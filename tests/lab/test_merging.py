@@ -268,7 +268,8 @@ def test_merge_checks_the_lineage_and_reports_the_barrier(trained):
     ancestors = trained["ancestors"]
     with pytest.warns(M.MergeWarning, match="without a common trained ancestor"):
         merged = M.merge(judge, ancestors[:2], [lineage.Lineage()] * 2, split="train", max_barrier=1.0)
-    assert merged.barrier["train"]["accuracy"] >= 0.1 and not merged.common_ancestor
+    # independent starts: a loss barrier (1.1-2.5 nats for the three pairs; accuracy's, 0.05-0.6, is too coarse)
+    assert merged.barrier["train"]["loss"] >= 0.5 and not merged.common_ancestor
     family = tuned_from(trained, 0)
     record = lineage.fine_tuned_from(ancestors[0], "the fixture's ancestor 0", len(family))
     with warnings.catch_warnings():

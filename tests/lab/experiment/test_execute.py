@@ -1,0 +1,42 @@
+"""`import lab` splits the CPU into one device per core; the runner lays a population over as many as it has runs."""
+
+import os
+import subprocess
+import sys
+
+LAYOUT = """
+import jax, jax.numpy as jnp, lab
+from lab.experiment.execute import pad_and_shard
+print(jax.device_count())
+for n in (1, 2, 5):
+    keys, hparams, runs, sharding = pad_and_shard(jax.vmap(jax.random.key)(jnp.arange(n)), jnp.arange(n * 1.0))
+    devices = 1 if sharding is None else len(sharding.mesh.devices)
+    print(n, runs, keys.shape[0], devices, [float(h) for h in hparams])
+"""
+
+
+def layout(**env) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in dict(os.environ, JAX_PLATFORMS="cpu", **env).items() if k != "LAB_CPU_DEVICES" or v}
+    return subprocess.run([sys.executable, "-c", LAYOUT], capture_output=True, text=True, timeout=120, env=env)
+
+
+def test_one_cpu_device_per_core_by_default():
+    proc = layout(LAB_CPU_DEVICES="")
+    assert proc.returncode == 0, proc.stderr
+    assert int(proc.stdout.split()[0]) == len(os.sched_getaffinity(0))
+
+
+def test_a_population_uses_as_many_devices_as_it_has_runs_and_pads_to_a_multiple():
+    proc = layout(LAB_CPU_DEVICES="3")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "3"
+    assert lines[1] == "1 1 1 1 [0.0]"  # one seed: one device, no padding
+    assert lines[2] == "2 2 2 2 [0.0, 1.0]"
+    assert lines[3] == "5 5 6 3 [0.0, 1.0, 2.0, 3.0, 4.0, 4.0]"  # padded with the last run, dropped from results
+
+
+def test_a_bad_device_count_is_a_clear_error():
+    proc = layout(LAB_CPU_DEVICES="two")
+    assert proc.returncode != 0
+    assert "LAB_CPU_DEVICES='two': expected a positive whole number" in proc.stderr
