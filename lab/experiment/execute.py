@@ -15,8 +15,9 @@ there are runs).
 On a CPU, `import lab` makes one JAX device per core (`split_cpu`), so the runs of a population
 train side by side, each core on its own share: one seed's program keeps barely more than one core
 busy (its matmuls are small), and 8 vmapped seeds on one device run no faster per game. On a shared
-2-core EPYC, 8 seeds ran at 14.4k-18.1k games/s on two devices against 12.2k-12.6k on one, one
-seed at 11.4k-13.8k either way (2026-12-03). A run's numbers do not depend on the devices. Set
+2-core Intel Xeon, 8 seeds ran at 14.4k-18.1k games/s on two devices against 12.2k-12.6k on one, one
+seed at 11.4k-13.8k either way (2026-12-03). A run's numbers are those of the same run in a population
+of another size: equal to float rounding (1.5e-5 after 100 steps), as a change of `size` gives. Set
 `LAB_CPU_DEVICES=1` for one device; it does nothing when you have chosen the number yourself
 (`jax_num_cpu_devices`, `XLA_FLAGS=--xla_force_host_platform_device_count`), when JAX has already
 started, or when a GPU plugin is installed.
