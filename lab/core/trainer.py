@@ -148,6 +148,9 @@ class Trainer:
         self.eval_sets = eval_sets(self.game, self.split_objects, {"train": groups[self.world.train],
                                                                    "test": groups[self.world.test]}, t.eval_size, a.max_len)
         self.n_evals = t.n_evals
+        # names everything the programs depend on besides their arguments and the lab's source, or None;
+        # make_trainer sets it for a trainer made from its config alone (lab.experiment.cache.lower)
+        self.fingerprint: str | None = None
 
     @property
     def eval_steps(self) -> np.ndarray:

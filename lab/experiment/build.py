@@ -11,6 +11,8 @@ Any slot can be given explicitly instead (a component defined elsewhere, a test'
 
 from __future__ import annotations
 
+import hashlib
+
 from games.groups import groups_of
 from lab import controls, curriculum, dro
 from lab.core import estimators
@@ -44,7 +46,10 @@ def make_trainer(config, *, estimator=None, sampler=None, objective=None, interv
     chosen = components(spec, groups)
     given = dict(estimator=estimator, sampler=sampler, objective=objective, interventions=interventions)
     chosen = chosen._replace(**{k: v for k, v in given.items() if v is not None})
-    return Trainer(config, chosen, groups=groups, spec=spec)
+    trainer = Trainer(config, chosen, groups=groups, spec=spec)
+    if all(v is None for v in given.values()):  # the config and the groups say everything: its programs can be kept
+        trainer.fingerprint = hashlib.sha256(repr(config).encode() + trainer.groups.tobytes()).hexdigest()
+    return trainer
 
 
 def make_train(config, **components):

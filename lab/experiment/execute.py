@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lab.core.trainer import Trainer, shift_batch
-from lab.experiment.cache import gpu_plugin
+from lab.experiment import cache
 
 
 def split_cpu() -> int | None:
@@ -42,7 +42,7 @@ def split_cpu() -> int | None:
     from jax._src import xla_bridge
 
     chosen = jax.config.jax_num_cpu_devices > 0 or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")
-    if chosen or gpu_plugin() or xla_bridge.backends_are_initialized():
+    if chosen or cache.gpu_plugin() or xla_bridge.backends_are_initialized():
         return None
     value = os.environ.get("LAB_CPU_DEVICES", "").strip()
     if value and not (value.isdigit() and int(value) > 0):
@@ -80,21 +80,24 @@ def population_call(fn: Callable, keys: jax.Array, hparams, size: int | None = N
     return jax.tree.map(lambda a: np.asarray(a)[:n], out)
 
 
-def block_programs(trainer: Trainer, **jit_options):
+def block_programs(trainer: Trainer):
     """`(checkpoint(state, keys), steps(state, keys, index, hparams))`: the population's evaluation and its optimizer
-    steps (`Trainer.checkpoint`, `.steps`) over seed keys, jitted, not yet compiled."""
+    steps (`Trainer.checkpoint`, `.steps`) over seed keys, vmapped, not jitted."""
     run = lambda key: trainer.run_keys(key)[1]  # noqa: E731
-    checkpoint = jax.jit(jax.vmap(lambda s, key: trainer.checkpoint(s, run(key))), donate_argnums=0, **jit_options)
-    steps = jax.jit(jax.vmap(lambda s, key, index, hp: trainer.steps(s, run(key), index, hp), in_axes=(0, 0, None, 0)),
-                    donate_argnums=0, **jit_options)
+    checkpoint = jax.vmap(lambda s, key: trainer.checkpoint(s, run(key)))
+    steps = jax.vmap(lambda s, key, index, hp: trainer.steps(s, run(key), index, hp), in_axes=(0, 0, None, 0))
     return checkpoint, steps
 
 
 def compile_block(trainer: Trainer, state, keys: jax.Array, hparams, **jit_options):
-    """`block_programs` compiled as two programs at once, in two threads (XLA compiles outside Python's lock): their
-    compiles overlap, and each is smaller than the two in one program. `state` may be abstract (`jax.eval_shape`)."""
-    checkpoint, steps = block_programs(trainer, **jit_options)
-    lowered = [checkpoint.lower(state, keys), steps.lower(state, keys, jnp.int32(0), hparams)]
+    """`block_programs` as two `cache.Program`s, the state donated, compiled at once in two threads (XLA compiles
+    outside Python's lock): their compiles overlap, and each is smaller than the two in one program. Lowered
+    through `cache.lower`: a trainer made from its config alone is traced once, not once per process. `state` may
+    be abstract (`jax.eval_shape`)."""
+    checkpoint, steps = block_programs(trainer)
+    lowered = [cache.lower(checkpoint, (state, keys), trainer.fingerprint, donate_argnums=(0,), **jit_options),
+               cache.lower(steps, (state, keys, jnp.int32(0), hparams), trainer.fingerprint, donate_argnums=(0,),
+                           **jit_options)]
     with ThreadPoolExecutor(2) as pool:
         return tuple(pool.map(lambda program: program.compile(), lowered))
 
@@ -109,8 +112,8 @@ def run_population(trainer: Trainer, keys: jax.Array, hparams, size: int | None 
     """
     keys, (hparams, agents), n, sharding = pad_and_shard(keys, (hparams, agents), size, devices)
     out = {} if sharding is None else dict(out_shardings=sharding)
-    init = jax.jit(jax.vmap(lambda key, hp, agents: trainer.init(trainer.run_keys(key)[0], hp, agents)), **out)
-    state = init(keys, hparams, agents)
+    init = jax.vmap(lambda key, hp, agents: trainer.init(trainer.run_keys(key)[0], hp, agents))
+    state = cache.lower(init, (keys, hparams, agents), trainer.fingerprint, **out).compile()(keys, hparams, agents)
     checkpoint, steps = compile_block(trainer, state, keys, hparams, **out)
     history, stop = [], trainer.config.train.stop_accuracy > 0
     for index in range(trainer.n_evals + 1):
