@@ -25,6 +25,7 @@ started, or when a GPU plugin is installed.
 
 from __future__ import annotations
 
+import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
@@ -90,16 +91,16 @@ def block_programs(trainer: Trainer):
 
 
 def compile_block(trainer: Trainer, state, keys: jax.Array, hparams, **jit_options):
-    """`block_programs` as two `cache.Program`s, the state donated, compiled at once in two threads (XLA compiles
-    outside Python's lock): their compiles overlap, and each is smaller than the two in one program. Lowered
-    through `cache.lower`: a trainer made from its config alone is traced once, not once per process. `state` may
-    be abstract (`jax.eval_shape`)."""
+    """`block_programs` as two `cache.Program`s, the state donated, each compiled in a thread of its own as soon as it
+    is lowered (XLA compiles outside Python's lock): the steps compile while the evaluation is traced, then both
+    compile at once, and each is smaller than the two in one program. Lowered through `cache.lower`: a trainer made
+    from its config alone is traced once, not once per process. `state` may be abstract (`jax.eval_shape`)."""
     checkpoint, steps = block_programs(trainer)
-    lowered = [cache.lower(checkpoint, (state, keys), trainer.fingerprint, donate_argnums=(0,), **jit_options),
-               cache.lower(steps, (state, keys, jnp.int32(0), hparams), trainer.fingerprint, donate_argnums=(0,),
-                           **jit_options)]
+    lower = functools.partial(cache.lower, fingerprint=trainer.fingerprint, donate_argnums=(0,), **jit_options)
     with ThreadPoolExecutor(2) as pool:
-        return tuple(pool.map(lambda program: program.compile(), lowered))
+        steps = pool.submit(lower(steps, (state, keys, jnp.int32(0), hparams)).compile)
+        checkpoint = pool.submit(lower(checkpoint, (state, keys)).compile)
+        return checkpoint.result(), steps.result()
 
 
 def run_population(trainer: Trainer, keys: jax.Array, hparams, size: int | None = None, devices=None,
