@@ -20,9 +20,9 @@ Finding a cached program still costs its tracing and lowering (1.3-1.5 s for eac
 programs, one seed, 2-core Xeon). `lower(fn, args, fingerprint)` keeps the lowered program itself, through
 `jax.export`, in the cache's `exported/` folder: a new process with the same fingerprint (a trainer made
 from its config alone: the config, its groups), the same argument shapes, dtypes and shardings, the lab's
-same source and the same versions of jax, flax and optax loads it instead (0.1-0.3 s), then finds its
-compiled code in the cache as before. A change to any of those is another file; a file that does not load
-is made again.
+same source and the same versions of jax, jaxlib, flax, optax and numpy (`TRACED_BY`) loads it instead
+(0.1-0.3 s), then finds its compiled code in the cache as before. A change to any of those is another
+file; a file that does not load is made again.
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def _exported_path(fingerprint: str | None, leaves, in_tree, jit_options) -> Pat
     return base / "exported" / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.bin"
 
 
-def _load(path: Path | None):
+def _load(path: Path):
     """`(exported, out_tree)` from `path`, or None when there is none or it does not load."""
     try:
         blob, out_tree = pickle.loads(path.read_bytes())
@@ -137,8 +137,8 @@ def lower(fn, args: tuple, fingerprint: str | None, donate_argnums: tuple = (), 
     source), the program goes through `jax.export` and is kept in, or loaded from, the cache (module doc).
     """
     leaves, in_tree = jax.tree.flatten(args)
-    ends = np.cumsum([len(jax.tree.leaves(a)) for a in args])
-    donated = tuple(i for n in donate_argnums for i in range(ends[n] - len(jax.tree.leaves(args[n])), ends[n]))
+    starts = np.cumsum([0, *(len(jax.tree.leaves(a)) for a in args)])  # argument n's leaves: starts[n]:starts[n + 1]
+    donated = tuple(i for n in donate_argnums for i in range(starts[n], starts[n + 1]))
     out_trees = []
 
     def flat(*leaves):
