@@ -73,7 +73,9 @@ def cmd_study(args) -> None:
     print(study.verdict)
 
 
-def parser() -> argparse.ArgumentParser:
+def parser(studies: bool = True) -> argparse.ArgumentParser:
+    """The command line; `studies=False` leaves out the list of studies in `lab study --help`, whose import (the
+    studies' plotting: matplotlib, seaborn) costs a second and more to every other command."""
     p = argparse.ArgumentParser(prog="lab", description="A JAX laboratory for emergent communication.")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -103,7 +105,9 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("run_dir")
     rep.set_defaults(func=cmd_report)
 
-    from lab.report.studies import PRESETS, STUDIES
+    PRESETS, STUDIES = {}, {}
+    if studies:
+        from lab.report.studies import PRESETS, STUDIES
 
     st = sub.add_parser("study", help="a study: conditions x seeds, tidy table, figure and a verdict from the numbers",
                         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -129,7 +133,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser(studies=not argv or argv[0] not in ("run", "sweep", "report", "play")).parse_args(argv)
     try:
         args.func(args)
     except (ConfigError, ValueError, FileNotFoundError) as error:

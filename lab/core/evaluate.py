@@ -8,7 +8,8 @@ loss. topsim and the decomposition cost n^2 (pairs of objects, of messages), so 
 than `eval_size` is measured on a fixed uniform subset of eval_size objects.
 
 The splits are padded to one size and evaluated by one compiled function (`lax.map` over the
-splits, masks for the padding): one program to compile, not one per split.
+splits, masks for the padding): one program to compile, not one per split. A split whose data
+equals an earlier one's (`game.split=none`: test is train) is evaluated once.
 """
 
 from __future__ import annotations
@@ -130,11 +131,27 @@ def evaluate_split(agents: Agents, kind: str, n_values: int, n_groups: int, es: 
     return members(per_sender, senders)
 
 
+def distinct(sets: EvalSet) -> list[int]:
+    """For each split, the first split with the same evaluation data: `game.split=none` tests on the training set,
+    and a split evaluated twice would only repeat itself (the same objects, episodes and key: the same numbers)."""
+    leaves = jax.tree.leaves(sets)
+    n = leaves[0].shape[0]
+    if any(isinstance(leaf, jax.core.Tracer) for leaf in leaves):  # data known only at run time: every split
+        return list(range(n))
+    leaves = [np.asarray(leaf) for leaf in leaves]
+    return [next(j for j in range(i + 1) if all(np.array_equal(leaf[i], leaf[j]) for leaf in leaves)) for i in range(n)]
+
+
 def evaluate(agents: Agents, kind: str, n_values: int, n_groups: int, sets: EvalSet, split_names: tuple[str, ...],
              senders, receivers, key: jax.Array) -> dict[str, dict[str, jax.Array]]:
-    """`{split: {metric: [P] or [P, Q]}}`, every split by one compiled `evaluate_split`."""
+    """`{split: {metric: [P] or [P, Q]}}`, every distinct split (`distinct`) by one compiled `evaluate_split`."""
+    same = distinct(sets)
+    kept = sorted(set(same))
+    if len(kept) < len(same):
+        sets = jax.tree.map(lambda leaf: leaf[np.asarray(kept)], sets)
     # a barrier, or XLA constant-folds the sorts of topsim over the fixed objects at compile time
     sets = jax.lax.optimization_barrier(sets)
     speaker, pair = jax.lax.map(lambda es: evaluate_split(agents, kind, n_values, n_groups, es, senders, receivers, key), sets)
-    return {split: {**{k: v[i] for k, v in speaker.items()}, **{k: v[i] for k, v in pair.items()}}
+    rows = [kept.index(j) for j in same]
+    return {split: {**{k: v[rows[i]] for k, v in speaker.items()}, **{k: v[rows[i]] for k, v in pair.items()}}
             for i, split in enumerate(split_names)}
