@@ -12,7 +12,8 @@ vocabulary 10, max_len 5, batch 512, REINFORCE) unless overrides say otherwise. 
   steps is what the evaluation adds;
 * throughput: steady games/s of bare optimizer steps for populations of 1, 8, 32, 128 seeds
   (one vmapped call, split over the devices as `lab run` splits it: one per CPU core), against
-  EGG's games/s on a 2-core CPU: 8.9k in ../shared/science/egg.md (an AMD EPYC), 5.3k as issue 10 quotes it;
+  EGG's games/s on a 2-core CPU: 8.9k in ../shared/science/egg.md (an AMD EPYC), 5.3k as issue 10 quotes it
+  (benchmarks/egg.py times EGG itself side by side on the machine at hand);
 * `lab run` to 95%: a whole `lab run` process (start-up, compile, training) of one seed on all
   256 objects with early stopping at 95% train accuracy, with a fresh cache folder;
 * the same process again with that cache: the time until its first training step (its first block's end
@@ -48,7 +49,7 @@ from lab.core.trainer import Trainer  # noqa: E402
 from lab.experiment.execute import block_programs, compile_block, pad_and_shard  # noqa: E402
 
 # EGG's basic reconstruction game, REINFORCE, batch 512, games/s of its training pass. Neither was measured on the machine
-# this benchmark runs on: the ratios compare machines unless EGG is timed side by side there.
+# this benchmark runs on: the ratios compare machines (benchmarks/egg.py times EGG side by side).
 EGG_GAMES_PER_SECOND = {
     "egg.md": 8923,  # ../shared/science/egg.md section 4: shared 2-core AMD EPYC, torch 2.13 CPU, play.py's num_workers=1
     "issue 10": 5300,  # the figure issue 10 quotes, from "a fresh 2-core machine"
@@ -65,6 +66,11 @@ def machine() -> dict:
     return dict(cpu=cpu, cores=os.cpu_count(), load_average_at_start=os.getloadavg(), platform=platform.platform(),
                 device=str(jax.devices()[0]), device_kind=jax.devices()[0].device_kind, devices=jax.device_count(),
                 jax=jax.__version__)
+
+
+def machine_slug(info: dict) -> str:
+    """The machine as a file name: `2core-intel-r--xeon-r--processor`."""
+    return "".join(ch if ch.isalnum() else "-" for ch in f"{info['cores']}core-{info['cpu']}").lower()
 
 
 def bare_steps(trainer: Trainer, steps: int, **jit_options):
@@ -124,7 +130,8 @@ def games_per_second(config, population: int, steps: int, repeats: int | None = 
     best = min(times)
     games = population * steps * config.train.batch_size
     return dict(population=population, steps=steps, seconds=best, first_call_seconds=first,
-                games_per_second=games / best, games_per_second_per_seed=games / best / population)
+                games_per_second=games / best, games_per_second_per_seed=games / best / population,
+                games_per_second_each=[games / t for t in times])
 
 
 TARGET = 0.95
@@ -210,8 +217,7 @@ def main() -> None:
         print(f"the same config in a new process (cache warm): first training step {r['first_step_seconds']:.1f} s "
               f"after launch, first block done {r['first_block_done_seconds']:.1f} s", flush=True)
 
-    name = "".join(ch if ch.isalnum() else "-" for ch in f"{result['machine']['cores']}core-{result['machine']['cpu']}")
-    out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"{name.lower()}.json"
+    out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"{machine_slug(result['machine'])}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     print(f"wrote {out}")
