@@ -46,7 +46,7 @@ import pandas as pd  # noqa: E402
 from lab import config as lab_config  # noqa: E402
 from lab import hparams_from_config, make_trainer, seed_keys  # noqa: E402
 from lab.core.trainer import Trainer  # noqa: E402
-from lab.experiment.execute import block_programs, compile_block, pad_and_shard  # noqa: E402
+from lab.experiment.execute import block_programs, by_chunks, compile_block, n_devices_of, pad_and_shard  # noqa: E402
 
 # EGG's basic reconstruction game, REINFORCE, batch 512, games/s of its training pass. Neither was measured on the machine
 # this benchmark runs on: the ratios compare machines (benchmarks/egg.py times EGG side by side).
@@ -75,14 +75,15 @@ def machine_slug(info: dict) -> str:
 
 def bare_steps(trainer: Trainer, steps: int, **jit_options):
     """`(init, run)`: fresh states, and `steps` optimizer steps per seed in a scan from them (no evaluation), the
-    seeds vmapped (and, given the runner's sharding, split over the devices) as `lab run` does."""
+    seeds vmapped (and, given the runner's sharding, split over the devices, in chunks on a CPU) as `lab run` does."""
 
     def run(state, key, hparams):
         state, aux = jax.lax.scan(lambda s, xs: trainer.train_step(s, xs[0], xs[1], hparams), state,
                                   (jax.random.split(key, steps), jnp.arange(steps)))
         return state, aux["accuracy"]
 
-    return jax.jit(jax.vmap(trainer.init), **jit_options), jax.jit(jax.vmap(run), **jit_options)
+    chunked = by_chunks(jax.vmap(run), n_devices_of(jit_options.get("out_shardings")))
+    return jax.jit(jax.vmap(trainer.init), **jit_options), jax.jit(chunked, **jit_options)
 
 
 def compile_seconds(fn, *args) -> float:

@@ -169,6 +169,20 @@ def test_the_runner_gives_the_numbers_of_the_pure_function(short):
     assert tree_max_abs_diff(state_loop.senders, state.senders) < 1e-4
 
 
+def test_the_runner_in_chunks_gives_the_numbers_of_the_pure_function(short):
+    """A device's share of more than CHUNK runs trains as a lax.map over chunks of them: the same numbers."""
+    from lab.experiment.execute import CHUNK, run_population
+
+    cfg, trainer, _, state, history = short
+    size = 3 * CHUNK * jax.device_count()  # padded with copies of the last run: 3 chunks on every device
+    state_chunks, history_chunks = run_population(trainer, lab.seed_keys(cfg), lab.hparams_from_config(cfg, cfg.train.seeds),
+                                                  size=size)
+    for split, values in history.items():
+        for name, value in values.items():
+            np.testing.assert_allclose(history_chunks[split][name], value, rtol=1e-5, atol=1e-5, err_msg=f"{split} {name}")
+    assert tree_max_abs_diff(state_chunks.senders, state.senders) < 1e-4
+
+
 def test_seeds_of_a_population_differ(short):
     kernels = np.asarray(short.state.senders["encoder"]["kernel"][...])
     assert not np.allclose(kernels[0], kernels[1])

@@ -8,7 +8,7 @@ LAYOUT = """
 import jax, jax.numpy as jnp, lab
 from lab.experiment.execute import pad_and_shard
 print(jax.device_count())
-for n in (1, 2, 5):
+for n in (1, 2, 5, 13):
     keys, hparams, runs, sharding = pad_and_shard(jax.vmap(jax.random.key)(jnp.arange(n)), jnp.arange(n * 1.0))
     devices = 1 if sharding is None else len(sharding.mesh.devices)
     print(n, runs, keys.shape[0], devices, [float(h) for h in hparams])
@@ -34,6 +34,8 @@ def test_a_population_uses_as_many_devices_as_it_has_runs_and_pads_to_a_multiple
     assert lines[1] == "1 1 1 1 [0.0]"  # one seed: one device, no padding
     assert lines[2] == "2 2 2 2 [0.0, 1.0]"
     assert lines[3] == "5 5 6 3 [0.0, 1.0, 2.0, 3.0, 4.0, 4.0]"  # padded with the last run, dropped from results
+    # more than CHUNK (4) runs per device: 5 -> 2 chunks of 3 on each of the 3 devices
+    assert lines[4] == "13 13 18 3 " + str([float(i) for i in range(13)] + [12.0] * 5)
 
 
 def test_a_bad_device_count_is_a_clear_error():
