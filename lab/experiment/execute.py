@@ -83,14 +83,6 @@ def pad_and_shard(keys: jax.Array, hparams, size: int | None = None, devices=Non
     return keys, hparams, n, sharding
 
 
-def population_call(fn: Callable, keys: jax.Array, hparams, size: int | None = None, devices=None):
-    """`jit(vmap(fn))(keys, hparams)` as numpy, padded and sharded (see the module docstring)."""
-    keys, hparams, n, sharding = pad_and_shard(keys, hparams, size, devices)
-    call = jax.jit(jax.vmap(fn)) if sharding is None else jax.jit(jax.vmap(fn), out_shardings=sharding)
-    out = jax.device_get(call(keys, hparams))
-    return jax.tree.map(lambda a: np.asarray(a)[:n], out)
-
-
 def chunks_of(share: int) -> int:
     """How many chunks a device's share of runs trains in: on a CPU the fewest of at most CHUNK runs each, else 1
     (an accelerator wants the whole share in one batch)."""

@@ -15,9 +15,22 @@ for n in (1, 2, 5, 13):
 """
 
 
-def layout(**env) -> subprocess.CompletedProcess:
+CHUNKS = """
+import jax, jax.numpy as jnp, numpy as np, lab
+from lab.experiment.execute import by_chunks, n_devices_of, pad_and_shard
+fn = jax.vmap(lambda key, h: (jax.random.uniform(key, (3,)) * h, h * 2.0))
+keys, h, n, sharding = pad_and_shard(jax.vmap(jax.random.key)(jnp.arange(11)), jnp.arange(11.0))
+assert (n, keys.shape[0], n_devices_of(sharding)) == (11, 12, 2), (n, keys.shape, sharding)  # 6 a device: 2 chunks of 3
+chunked = jax.jit(by_chunks(fn, 2), out_shardings=sharding)(keys, h)
+plain = jax.jit(fn)(keys, h)
+assert all(np.array_equal(a, b) for a, b in zip(chunked, plain)), (chunked, plain)
+print("ok")
+"""
+
+
+def layout(code: str = LAYOUT, **env) -> subprocess.CompletedProcess:
     env = {k: v for k, v in dict(os.environ, JAX_PLATFORMS="cpu", **env).items() if k != "LAB_CPU_DEVICES" or v}
-    return subprocess.run([sys.executable, "-c", LAYOUT], capture_output=True, text=True, timeout=120, env=env)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
 
 
 def test_one_cpu_device_per_core_by_default():
@@ -36,6 +49,11 @@ def test_a_population_uses_as_many_devices_as_it_has_runs_and_pads_to_a_multiple
     assert lines[3] == "5 5 6 3 [0.0, 1.0, 2.0, 3.0, 4.0, 4.0]"  # padded with the last run, dropped from results
     # more than CHUNK (4) runs per device: 5 -> 2 chunks of 3 on each of the 3 devices
     assert lines[4] == "13 13 18 3 " + str([float(i) for i in range(13)] + [12.0] * 5)
+
+
+def test_chunks_over_several_devices_give_the_numbers_of_one_vmap():
+    proc = layout(CHUNKS, LAB_CPU_DEVICES="2")
+    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr
 
 
 def test_a_bad_device_count_is_a_clear_error():

@@ -161,23 +161,6 @@ def test_ray_backend_without_ray_is_a_clear_error(tmp_path, monkeypatch):
     assert not (tmp_path / "out").exists()
 
 
-def test_population_call_shards_and_pads_over_several_devices(env):
-    code = """
-import jax, jax.numpy as jnp, numpy as np
-from lab.experiment.execute import population_call
-assert len(jax.local_devices()) == 2
-fn = lambda key, h: (jax.random.uniform(key), h * 2.0)
-keys, h = jax.vmap(jax.random.key)(jnp.arange(3)), jnp.arange(3.0)
-sharded = population_call(fn, keys, h)
-single = population_call(fn, keys, h, devices=jax.local_devices()[:1])
-assert sharded[0].shape == (3,) and np.array_equal(sharded[0], single[0]) and np.array_equal(sharded[1], [0.0, 2.0, 4.0])
-print("ok")
-"""
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          env=dict(env, XLA_FLAGS="--xla_force_host_platform_device_count=2"))
-    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr
-
-
 # -- the store ------------------------------------------------------------------------------------
 
 def test_store_is_one_parquet_dataset_with_configs_and_checkpoints(reference):
