@@ -10,8 +10,9 @@ as benchmarks/throughput.py does: bare optimizer steps, 20 steps per timed call 
 fresh process per round, the two alternate, and each round's figure is the median of its epochs
 (EGG: after the first) or calls (the lab: after the first).
 
-EGG is not a dependency of the lab: give its source and a Python that has torch, numpy, scipy,
-editdistance, rich and wandb (`pip install torch==2.13.0 numpy scipy editdistance rich wandb`).
+EGG is not a dependency of the lab: give its source (`git clone https://github.com/facebookresearch/EGG`; the
+folder that holds `egg/`) and a Python that has torch, numpy, scipy, editdistance, rich and wandb
+(`python -m venv egg-venv && egg-venv/bin/pip install torch==2.13.0 numpy scipy editdistance rich wandb`).
 
     python benchmarks/egg.py --egg-src EGG_CHECKOUT --egg-python VENV/bin/python [--rounds 3] [--out FILE]
 
