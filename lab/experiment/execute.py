@@ -10,12 +10,13 @@ remaining evaluations repeat the last one.
 
 The population is padded to `size` runs (repeating the last; dropped from the result), so a chunk
 smaller than the others reuses their compiled call, and split over the local devices (as many as
-there are runs). On a CPU a device's share of more than CHUNK runs trains as a `lax.map` over the
-fewest equal chunks of at most CHUNK vmapped runs (the share padded to whole chunks: less than one run
-per chunk): a smaller working set than one vmap of the whole share. On a shared 2-core Intel Xeon (2026-12-04, bare steps, two devices), 128 seeds ran at 21.5k
-games/s in one vmap per device and 29.5k in chunks of 4 (27.9k in chunks of 8), 32 seeds at
-24.6k-26.3k against 29.4k, 16 seeds at 28.7k-29.1k either way: the population's total stays at
-what 8 seeds give.
+there are runs). On a CPU a device's share of 2 CHUNK runs or more trains as a `lax.map` over
+`share // CHUNK` equal chunks of vmapped runs (the share padded to whole chunks: less than one run per
+chunk): a smaller working set than one vmap of the whole share. On a shared 2-core Intel Xeon
+(2026-12-04, bare steps, two devices), 128 seeds ran at 21.5k games/s in one vmap per device and
+29.5k in chunks of 4 (27.9k in chunks of 8), 32 seeds at 24.6k-26.3k against 29.4k, 16 seeds at
+28.7k-29.1k either way: the population's total stays at what 8 seeds give. Smaller shares stay one
+vmap: 10 seeds padded to 2 chunks of 3 per device ran at 23.9k games/s, as one vmap of 5 at 28.7k.
 
 On a CPU, `import lab` makes one JAX device per core (`split_cpu`), so the runs of a population
 train side by side, each core on its own share: one seed's program keeps barely more than one core
@@ -84,9 +85,9 @@ def pad_and_shard(keys: jax.Array, hparams, size: int | None = None, devices=Non
 
 
 def chunks_of(share: int) -> int:
-    """How many chunks a device's share of runs trains in: on a CPU the fewest of at most CHUNK runs each, else 1
-    (an accelerator wants the whole share in one batch)."""
-    return -(-share // CHUNK) if jax.default_backend() == "cpu" else 1
+    """How many chunks a device's share of runs trains in: on a CPU `share // CHUNK` (chunks of CHUNK to 2 CHUNK - 1
+    runs) once it holds 2 CHUNK runs, else 1, as on an accelerator (which wants the whole share in one batch)."""
+    return share // CHUNK if jax.default_backend() == "cpu" and share >= 2 * CHUNK else 1
 
 
 def by_chunks(fn: Callable, n_devices: int) -> Callable:
