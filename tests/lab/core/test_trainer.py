@@ -154,33 +154,22 @@ def test_same_seed_same_config_same_numbers(short):
     assert jax.jit(jax.vmap(fresh.train)).lower(keys, hparams).as_text() == program
 
 
-def test_the_runner_gives_the_numbers_of_the_pure_function(short):
-    """lab.experiment.execute.run_population loops over the same block from the host (progress, cache)."""
-    from lab.experiment.execute import run_population
+@pytest.mark.parametrize("chunks", [False, True], ids=["one vmap", "chunks"])
+def test_the_runner_gives_the_numbers_of_the_pure_function(short, chunks):
+    """lab.experiment.execute.run_population loops over the same block from the host (progress, cache); a device's
+    share of 2 CHUNK runs or more trains as a lax.map over chunks of them, with the same numbers."""
+    from lab.experiment.execute import CHUNK, run_population
 
     cfg, trainer, _, state, history = short
+    size = 3 * CHUNK * jax.device_count() if chunks else 4  # padded with copies of the last run (3 chunks a device)
     seen = []
     state_loop, history_loop = run_population(trainer, lab.seed_keys(cfg), lab.hparams_from_config(cfg, cfg.train.seeds),
-                                              size=4, on_block=lambda index, *_: seen.append(index))
+                                              size=size, on_block=lambda index, *_: seen.append(index))
     assert seen == list(range(trainer.n_evals + 1))
     for split, values in history.items():
         for name, value in values.items():
             np.testing.assert_allclose(history_loop[split][name], value, rtol=1e-5, atol=1e-5, err_msg=f"{split} {name}")
     assert tree_max_abs_diff(state_loop.senders, state.senders) < 1e-4
-
-
-def test_the_runner_in_chunks_gives_the_numbers_of_the_pure_function(short):
-    """A device's share of more than CHUNK runs trains as a lax.map over chunks of them: the same numbers."""
-    from lab.experiment.execute import CHUNK, run_population
-
-    cfg, trainer, _, state, history = short
-    size = 3 * CHUNK * jax.device_count()  # padded with copies of the last run: 3 chunks on every device
-    state_chunks, history_chunks = run_population(trainer, lab.seed_keys(cfg), lab.hparams_from_config(cfg, cfg.train.seeds),
-                                                  size=size)
-    for split, values in history.items():
-        for name, value in values.items():
-            np.testing.assert_allclose(history_chunks[split][name], value, rtol=1e-5, atol=1e-5, err_msg=f"{split} {name}")
-    assert tree_max_abs_diff(state_chunks.senders, state.senders) < 1e-4
 
 
 def test_seeds_of_a_population_differ(short):
