@@ -73,6 +73,10 @@ def _mean(values: jax.Array, mask: jax.Array) -> jax.Array:
     return jnp.sum(jnp.where(mask, values, 0.0)) / jnp.sum(mask)
 
 
+def _stack(a: jax.Array, b: jax.Array) -> jax.Array:
+    return jnp.concatenate([a, b])
+
+
 def members(fn, stacked):
     """`fn` on every member of a stacked pytree `[n, ...]` (vmap; a plain call for a population of one)."""
     n = jax.tree.leaves(stacked)[0].shape[0]
@@ -91,25 +95,27 @@ def evaluate_split(agents: Agents, kind: str, n_values: int, n_groups: int, es: 
 
     def per_sender(sender_params):
         sender = agents.sender(sender_params)
-        greedy, sampled = sender.greedy(targets), sender.sample_each(targets, key)
+        greedy, sampled = sender.greedy_and_sample_each(targets, key)
         symbols = greedy.symbols
         speaker = dict(
             topsim=metrics.topsim_jax(targets[es.subset], symbols[es.subset], sub_mask),
-            posdis=metrics.posdis_jax(targets, symbols, n_values, vocab_size, mask),
-            bosdis=metrics.bosdis_jax(targets, symbols, n_values, vocab_size, mask),
+            **dict(zip(("posdis", "bosdis"), metrics.disentanglement_jax(targets, symbols, n_values, vocab_size, mask))),
             message_length=metrics.mean_length_jax(symbols, mask),
             message_entropy=metrics.message_entropy_jax(symbols, mask),
             vocab_use=metrics.vocab_use_jax(symbols, vocab_size, mask).astype(jnp.float32),
         )
         log_pihat = None
+        twice = jax.tree.map(_stack, episodes, episodes)
         if kind == "reconstruction":
             log_pi = ideal.message_log_probs(sender, targets[es.subset], sampled.symbols[es.subset])
             log_pihat = ideal.log_pihat(log_pi, sub_mask)
             speaker["l_info"] = -_mean(log_pihat, sub_mask)
 
         def per_receiver(receiver_params):
-            receiver = agents.receiver(receiver_params)
-            g, s = rollout(receiver, episodes, greedy, kind), rollout(receiver, episodes, sampled, kind)
+            # one reading of both languages: the greedy rows, then the sampled ones
+            both = rollout(agents.receiver(receiver_params), twice, jax.tree.map(_stack, greedy, sampled), kind)
+            n = mask.shape[0]
+            g, s = jax.tree.map(lambda leaf: leaf[:n], both), jax.tree.map(lambda leaf: leaf[n:], both)
             pair = dict(accuracy=_mean(g.correct, mask), loss=-_mean(s.log_rho, mask))
             if kind == "reconstruction":
                 pair["attribute_accuracy"] = _mean(jnp.mean(g.attribute_correct, -1), mask)

@@ -160,9 +160,9 @@ def entropy(p: jax.Array, axis) -> jax.Array:
     return -jnp.sum(xlogy(p, p), axis=axis)
 
 
-def information_gap(features: jax.Array, n_classes: int, objects: jax.Array, n_values: int,
-                    mask: jax.Array | None = None) -> jax.Array:
-    """Scalar: mean over features f with H(f) > 0 of (I(f; a_best) - I(f; a_second)) / H(f).
+def feature_gaps(features: jax.Array, n_classes: int, objects: jax.Array, n_values: int,
+                 mask: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+    """`(gap [F], informative [F])`: per feature f, (I(f; a_best) - I(f; a_second)) / H(f), and whether H(f) > 0.
 
     `features [n, F]` with values in `0..n_classes-1`, `objects [n, K]` with values in
     `0..n_values-1`. Probabilities are empirical frequencies (over the rows in `mask`); the joint
@@ -176,11 +176,23 @@ def information_gap(features: jax.Array, n_classes: int, objects: jax.Array, n_v
     p_joint = jnp.einsum("nfc,nkv->fkcv", f, a) / total  # [F, K, C, V]
     h_f = entropy(p_f, -1)  # [F]
     mi = h_f[:, None] + entropy(p_a, -1)[None, :] - entropy(p_joint, (-2, -1))  # [F, K]
-    mi = -jnp.sort(-mi, axis=-1)  # descending
-    second = mi[:, 1] if mi.shape[1] > 1 else 0.0  # one attribute: nothing to compete with
+    best = jnp.max(mi, axis=-1)
+    if mi.shape[1] > 1:  # the runner-up: the largest once the (first) best is set aside; a tie gives a gap of 0
+        second = jnp.max(jnp.where(jnp.arange(mi.shape[1]) == jnp.argmax(mi, axis=-1)[:, None], -jnp.inf, mi), axis=-1)
+    else:  # one attribute: nothing to compete with
+        second = 0.0
     informative = h_f > 0
-    gap = (mi[:, 0] - second) / jnp.where(informative, h_f, 1.0)
+    return (best - second) / jnp.where(informative, h_f, 1.0), informative
+
+
+def _mean_gap(gap: jax.Array, informative: jax.Array) -> jax.Array:
     return jnp.sum(jnp.where(informative, gap, 0.0)) / jnp.maximum(informative.sum(), 1)
+
+
+def information_gap(features: jax.Array, n_classes: int, objects: jax.Array, n_values: int,
+                    mask: jax.Array | None = None) -> jax.Array:
+    """Scalar: mean over features f with H(f) > 0 of (I(f; a_best) - I(f; a_second)) / H(f) (`feature_gaps`)."""
+    return _mean_gap(*feature_gaps(features, n_classes, objects, n_values, mask))
 
 
 @partial(jax.jit, static_argnames=("n_values", "vocab_size"))
@@ -200,6 +212,17 @@ def bosdis_jax(objects: jax.Array, messages: jax.Array, n_values: int, vocab_siz
     """Scalar: bag-of-symbols disentanglement; the features are the per-symbol counts."""
     max_count = messages.shape[-1]
     return information_gap(symbol_counts(messages, vocab_size), max_count + 1, objects, n_values, mask)
+
+
+def disentanglement_jax(objects: jax.Array, messages: jax.Array, n_values: int, vocab_size: int,
+                        mask: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+    """`(posdis, bosdis)` from one histogram of both feature sets (positions and symbol counts, their classes padded
+    to one size: an empty class adds 0 to every entropy), for the evaluation: one computation to compile, not two."""
+    positions, counts = truncate_at_eos(messages), symbol_counts(messages, vocab_size)
+    classes = max(vocab_size, messages.shape[-1] + 1)
+    gap, informative = feature_gaps(jnp.concatenate([positions, counts], axis=1), classes, objects, n_values, mask)
+    T = positions.shape[1]
+    return _mean_gap(gap[:T], informative[:T]), _mean_gap(gap[T:], informative[T:])
 
 
 def _static_sizes(objects, messages, vocab_size, n_values) -> tuple[int, int]:

@@ -205,6 +205,19 @@ def test_posdis_and_bosdis_match_the_formula(seed):
     )
 
 
+@pytest.mark.parametrize("vocab_size, max_len", [(7, 4), (3, 6)])  # the padded classes: the vocabulary's, then the counts'
+def test_the_evaluation_computes_posdis_and_bosdis_together_as_the_formula_does(vocab_size, max_len):
+    rng = np.random.default_rng(vocab_size)
+    objects = ALL_OBJECTS
+    messages = random_language(rng, len(objects), max_len, vocab_size, 0.15)
+    messages[:, 0] = objects[:, 0] % (vocab_size - 1) + 1  # some structure: position 0 tells attribute 0
+    mask = rng.random(len(objects)) < 0.7
+    posdis, bosdis = metrics.disentanglement_jax(jnp.asarray(objects), jnp.asarray(messages), V, vocab_size, jnp.asarray(mask))
+    assert float(posdis) == pytest.approx(posdis_reference(objects[mask], messages[mask]), abs=1e-4)
+    assert float(bosdis) == pytest.approx(bosdis_reference(objects[mask], messages[mask], vocab_size), abs=1e-4)
+    assert float(posdis) > 0.1  # the structure is seen: not a comparison of zeros
+
+
 def test_constant_language_has_zero_disentanglement():
     messages = np.full((len(ALL_OBJECTS), 3), 2)
     assert metrics.posdis(ALL_OBJECTS, messages) == 0.0

@@ -262,6 +262,26 @@ def test_messages_follow_the_conventions(untrained, how):
         np.testing.assert_array_equal(symbols[~after], raw[~after])
 
 
+def test_the_evaluation_speaks_both_languages_in_one_unroll_as_it_would_in_two(untrained):
+    """greedy_and_sample_each: the greedy messages, and each row's draw from its own key, as the separate calls give;
+    a sampled row does not depend on the batch (its first 100 rows alone draw the same)."""
+    _, sender, objects, messages = untrained
+    key = jax.random.key(3)
+    greedy, sampled = sender.greedy_and_sample_each(objects, key)
+    np.testing.assert_array_equal(greedy.symbols, messages["greedy"].symbols)
+    np.testing.assert_allclose(greedy.log_prob, messages["greedy"].log_prob, rtol=1e-6, atol=1e-6)
+    alone = sender.sample_each(objects[:100], key)
+    np.testing.assert_array_equal(sampled.symbols[:100], alone.symbols)
+    np.testing.assert_allclose(sampled.log_prob[:100], alone.log_prob, rtol=1e-6, atol=1e-6)
+    assert np.mean(np.asarray(sampled.symbols != greedy.symbols)) > 0.1  # sampling, not the greedy rows twice
+    # each row's symbols are drawn from pi(.|x) with the key fold_in(key, row): the same with a Python loop
+    row = 5
+    keys = jax.random.split(jax.random.fold_in(key, row), sender.max_len)
+    forced = sender._unroll(objects[row:row + 1], lambda log_p, k: jax.nn.one_hot(jax.random.categorical(k, log_p[0])[None],
+                                                                                   sender.vocab_size), keys)
+    np.testing.assert_array_equal(forced.symbols[0], sampled.symbols[row])
+
+
 def test_teacher_forced_log_prob_equals_the_sampled_one(untrained):
     _, sender, objects, messages = untrained
     symbols = jnp.concatenate([m.symbols for m in messages.values()])
