@@ -62,18 +62,24 @@ class RNNCell(nnx.Module):
         """`[symbols, gates*H]`: each embedded symbol's input projection, bias included."""
         return embedding @ self.w_input[...] + self.bias[...]
 
-    def step(self, carry, x_proj: jax.Array):
+    def hidden_projection(self, carry) -> jax.Array:
+        """`[..., gates*H]`: the hidden state's share of the gates, `h @ W_hidden`."""
+        return self.hidden(carry) @ self.w_hidden[...]
+
+    def step(self, carry, x_proj: jax.Array, h_proj: jax.Array | None = None):
+        """The next carry from the projected input `[..., gates*H]` (and `h_proj`, the carry's `hidden_projection`,
+        when it is already known: children of one prefix share it, lab.core.ideal)."""
         H = self.hidden_size
+        gh = self.hidden_projection(carry) if h_proj is None else h_proj  # [..., gates*H]
         if self.kind == "gru":
             h = carry
-            gh = h @ self.w_hidden[...]  # [B, 3H]
-            r = jax.nn.sigmoid(x_proj[:, :H] + gh[:, :H])
-            z = jax.nn.sigmoid(x_proj[:, H : 2 * H] + gh[:, H : 2 * H])
-            n = jnp.tanh(x_proj[:, 2 * H :] + r * gh[:, 2 * H :])
+            r = jax.nn.sigmoid(x_proj[..., :H] + gh[..., :H])
+            z = jax.nn.sigmoid(x_proj[..., H : 2 * H] + gh[..., H : 2 * H])
+            n = jnp.tanh(x_proj[..., 2 * H :] + r * gh[..., 2 * H :])
             return (1.0 - z) * n + z * h
         h, c = carry
-        g = x_proj + h @ self.w_hidden[...]  # [B, 4H]: input, forget, cell, output
-        i, f, u, o = (g[:, k * H : (k + 1) * H] for k in range(4))
+        g = x_proj + gh  # [..., 4H]: input, forget, cell, output
+        i, f, u, o = (g[..., k * H : (k + 1) * H] for k in range(4))
         c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(u)
         return jax.nn.sigmoid(o) * jnp.tanh(c), c
 
@@ -106,9 +112,9 @@ class Sender(nnx.Module):
         x = jax.nn.one_hot(objects, self.n_values).reshape(objects.shape[0], -1)
         return self.cell.initial_carry(self.encoder(x))
 
-    def step(self, carry, x_proj: jax.Array):
-        """Consume one projected symbol `[B, gates*H]`: `(carry, log pi(next symbol) [B, vocab])`."""
-        carry = self.cell.step(carry, x_proj)
+    def step(self, carry, x_proj: jax.Array, h_proj: jax.Array | None = None):
+        """Consume one projected symbol `[B, gates*H]`: `(carry, log pi(next symbol) [B, vocab])` (`h_proj`: RNNCell.step)."""
+        carry = self.cell.step(carry, x_proj, h_proj)
         return carry, jax.nn.log_softmax(self.head(self.cell.hidden(carry)))
 
     def _unroll(self, objects: jax.Array, choose, xs) -> Message:

@@ -13,7 +13,13 @@ message teacher-forced under every object, A_ij = log pi(m_i|x_j), and
 
     log pihat(x_i|m_i) = A_ii - logsumexp_j A_ij
 
-(the 1/n of the prior cancels). Each term is unbiased. lab.analysis.decomposition has the exact
+(the 1/n of the prior cancels). Each term is unbiased.
+
+`message_log_probs` teacher-forces the objects in blocks of at most MAX_PAIRS (prefix, object)
+pairs: small blocks keep each level's hidden states in the CPU's cache. On the default game (205
+messages x 205 objects, one seed, 2-core AMD EPYC, 2026-12-06) a split took 133 ms in blocks of
+2^15 pairs and 87 ms in blocks of 2^12; sharing the recurrent matmul between the children of a
+prefix brought it to 67 ms. The whole evaluation, 8 seeds on two devices: 1.99 s -> 1.28 s at 2^10. lab.analysis.decomposition has the exact
 enumeration, the sampled normaliser for thousands of objects and the drivers for trained agents.
 """
 
@@ -28,7 +34,7 @@ import numpy as np
 from games.messages import alive
 from lab.core.agents import Sender
 
-MAX_PAIRS = 1 << 15  # teacher-forced (message, object) pairs per block: bounds the memory of `message_log_probs`
+MAX_PAIRS = 1 << 10  # (message, object) pairs per block: a working set that stays in cache (module doc)
 
 
 class Decomposition(NamedTuple):
@@ -130,7 +136,9 @@ def message_log_probs(sender: Sender, objects: jax.Array, messages: jax.Array, m
     per (distinct prefix, object), not per (message, position, object): messages that share a
     prefix share its hidden states (half the work for 205 messages of 5 symbols from 10).
     Objects go in blocks (`lax.map`) of at most `max_pairs` (prefix, object) pairs, so memory
-    stays bounded as n grows. Same values as `sender.log_prob` on every pair (tested).
+    stays bounded as n grows. The recurrent matmul `h @ W_hidden` is computed once per prefix and shared by its
+    children (level sizes 1, 10, 100, 205, 205: 317 rows of it instead of 521). Same values as `sender.log_prob` on
+    every pair (tested).
     """
     n_messages = messages.shape[0]
     levels = prefix_levels(messages, sender.vocab_size)
@@ -144,9 +152,9 @@ def message_log_probs(sender: Sender, objects: jax.Array, messages: jax.Array, m
         out = jnp.zeros((n_messages, c))
         for t, (node, parent, symbol, size) in enumerate(levels):
             x_proj = table[-1:] if t == 0 else table[symbol]  # [size, gates*H]
-            x_proj = jnp.broadcast_to(x_proj[:, None], (size, c, x_proj.shape[-1])).reshape(size * c, -1)
-            carry, log_p = sender.step(jax.tree.map(lambda h: h[parent].reshape(size * c, -1), carry), x_proj)
-            carry, log_p = jax.tree.map(lambda h: h.reshape(size, c, -1), carry), log_p.reshape(size, c, -1)
+            # the recurrent matmul once per prefix, not once per child: the children of a prefix share it
+            h_proj = sender.cell.hidden_projection(carry)  # [parents, c, gates*H]
+            carry, log_p = sender.step(jax.tree.map(lambda h: h[parent], carry), x_proj[:, None], h_proj[parent])
             picked = jnp.take_along_axis(log_p[node], messages[:, t, None, None], axis=2)[..., 0]  # [n, c]
             out = out + jnp.where(live[:, t, None], picked, 0.0)
         return out.T
