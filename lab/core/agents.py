@@ -6,6 +6,13 @@ Receiver: reads the message with a recurrent encoder and, at every position, out
 distributions (reconstruction) or an embedding scored against candidates (discrimination);
 `read_at_end` reads it where the message ends.
 
+The recurrences over the message positions are unrolled by default (`unroll`): XLA's CPU code for
+a `lax.scan` copies each step's residuals in and out of its loop, and the unrolled training step of
+the default game ran 25-30% faster (one seed 25.7k -> 32.0-33.8k games/s, 2-core AMD EPYC,
+2026-12-06) for about 0.6 s more compile. The evaluation's readings (`greedy`,
+`greedy_and_sample_each`, `unroll=False`) stay a loop: they run once per `eval_every` steps, where
+compile time counts more.
+
 The recurrent cells fuse their gates into one matrix, and a symbol enters a cell through a table
 `embedding @ W_input` `[vocab, gates*H]`: a symbol (hard or Gumbel-soft one-hot) times that table
 is the same as embedding then projecting, with fewer flops in the hot loop.
@@ -117,8 +124,8 @@ class Sender(nnx.Module):
         carry = self.cell.step(carry, x_proj, h_proj)
         return carry, jax.nn.log_softmax(self.head(self.cell.hidden(carry)))
 
-    def _unroll(self, objects: jax.Array, choose, xs) -> Message:
-        """Run the decoder; `choose(log_p, x) -> one_hot [B, vocab]` picks each symbol."""
+    def _unroll(self, objects: jax.Array, choose, xs, unroll: bool = True) -> Message:
+        """Run the decoder; `choose(log_p, x) -> one_hot [B, vocab]` picks each symbol (`unroll`: module doc)."""
         table = self.input_table()
         start = jnp.broadcast_to(table[-1], (objects.shape[0], table.shape[1]))
 
@@ -128,7 +135,7 @@ class Sender(nnx.Module):
             one_hot = choose(log_p, x_t)
             return (carry, one_hot @ table[:-1]), (log_p, one_hot)
 
-        _, (log_p, one_hot) = jax.lax.scan(body, (self.start(objects), start), xs, length=self.max_len)
+        _, (log_p, one_hot) = jax.lax.scan(body, (self.start(objects), start), xs, length=self.max_len, unroll=unroll)
         return make_message(log_p.swapaxes(0, 1), one_hot.swapaxes(0, 1))  # [B, T, vocab]
 
     def sample(self, objects: jax.Array, key: jax.Array) -> Message:
@@ -155,14 +162,14 @@ class Sender(nnx.Module):
                 symbols = jnp.concatenate([jnp.argmax(log_p[:n], -1), symbols])
             return jax.nn.one_hot(symbols, self.vocab_size)
 
-        both = self._unroll(jnp.concatenate([objects, objects]) if greedy else objects, choose, keys)
+        both = self._unroll(jnp.concatenate([objects, objects]) if greedy else objects, choose, keys, unroll=False)
         if not greedy:
             return None, both
         return jax.tree.map(lambda leaf: leaf[:n], both), jax.tree.map(lambda leaf: leaf[n:], both)
 
     def greedy(self, objects: jax.Array) -> Message:
         """The most likely symbol at each position: the language the sender 'speaks'."""
-        return self._unroll(objects, lambda log_p, _: jax.nn.one_hot(jnp.argmax(log_p, -1), self.vocab_size), None)
+        return self._unroll(objects, lambda log_p, _: jax.nn.one_hot(jnp.argmax(log_p, -1), self.vocab_size), None, unroll=False)
 
     def gumbel(self, objects: jax.Array, key: jax.Array, temperature: jax.Array) -> Message:
         """Straight-through Gumbel-softmax: hard one-hots forward, relaxed gradients backward."""
@@ -203,8 +210,8 @@ class Receiver(nnx.Module):
         self.head = nnx.Linear(hidden_size, n_attributes * n_values, rngs=rngs)
         self.candidate_encoder = nnx.Linear(n_attributes * n_values, n_attributes * n_values, rngs=rngs)
 
-    def read(self, one_hot: jax.Array) -> jax.Array:
-        """Hidden state after each position `[B, T, H]` of messages `one_hot: [B, T, vocab]`."""
+    def read(self, one_hot: jax.Array, unroll: bool = True) -> jax.Array:
+        """Hidden state after each position `[B, T, H]` of messages `one_hot: [B, T, vocab]` (`unroll`: module doc)."""
         table = self.cell.input_table(self.embedding[...])  # [vocab, gates*H]
         carry = self.cell.initial_carry(jnp.zeros((one_hot.shape[0], self.cell.hidden_size)))
 
@@ -212,24 +219,26 @@ class Receiver(nnx.Module):
             carry = self.cell.step(carry, x_t @ table)
             return carry, self.cell.hidden(carry)
 
-        _, hidden = jax.lax.scan(body, carry, one_hot.swapaxes(0, 1))
+        _, hidden = jax.lax.scan(body, carry, one_hot.swapaxes(0, 1), unroll=unroll)
         return hidden.swapaxes(0, 1)
 
-    def reconstruct(self, one_hot: jax.Array) -> jax.Array:
+    def reconstruct(self, one_hot: jax.Array, unroll: bool = True) -> jax.Array:
         """log rho(x_k = v | m_{<=t}) `[B, T, K, V]`: a reading after every position."""
-        logits = self.head(self.read(one_hot))
+        logits = self.head(self.read(one_hot, unroll))
         return jax.nn.log_softmax(logits.reshape(*logits.shape[:-1], self.n_attributes, self.n_values))
 
-    def discriminate(self, one_hot: jax.Array, candidates: jax.Array, shown: jax.Array | None = None) -> jax.Array:
+    def discriminate(self, one_hot: jax.Array, candidates: jax.Array, shown: jax.Array | None = None,
+                     unroll: bool = True) -> jax.Array:
         """log rho(candidate c | m_{<=t}) `[B, T, C]` for `candidates: [B, C, K]`, over the `shown [B, C]` ones."""
-        message = self.head(self.read(one_hot))  # [B, T, K*V]
+        message = self.head(self.read(one_hot, unroll))  # [B, T, K*V]
         c = jax.nn.one_hot(candidates, self.n_values).reshape(*candidates.shape[:2], -1)
         scores = jnp.einsum("btd,bcd->btc", message, self.candidate_encoder(c))
         if shown is not None:
             scores = jnp.where(shown[:, None, :], scores, -jnp.inf)
         return jax.nn.log_softmax(scores)
 
-    def read_at_end(self, one_hot: jax.Array, candidates: jax.Array | None = None, shown: jax.Array | None = None) -> jax.Array:
+    def read_at_end(self, one_hot: jax.Array, candidates: jax.Array | None = None, shown: jax.Array | None = None,
+                    unroll: bool = True) -> jax.Array:
         """The reading where each message ends: `[B, K, V]` (reconstruction) or `[B, C]` (given `candidates`).
 
         Weighted by `end_weights` of the EOS indicators, so a straight-through message carries the
@@ -237,8 +246,8 @@ class Receiver(nnx.Module):
         """
         ends = end_weights(one_hot[..., 0])  # [B, T]
         if candidates is None:
-            return jnp.einsum("bt,btkv->bkv", ends, self.reconstruct(one_hot))
-        log_p = self.discriminate(one_hot, candidates, shown)
+            return jnp.einsum("bt,btkv->bkv", ends, self.reconstruct(one_hot, unroll))
+        log_p = self.discriminate(one_hot, candidates, shown, unroll)
         if shown is None:
             return jnp.einsum("bt,btc->bc", ends, log_p)
         mixed = jnp.einsum("bt,btc->bc", ends, jnp.where(shown[:, None, :], log_p, 0.0))  # 0 * -inf would be nan

@@ -113,7 +113,7 @@ def evaluate_split(agents: Agents, kind: str, n_values: int, n_groups: int, es: 
 
         def per_receiver(receiver_params):
             # one reading of both languages: the greedy rows, then the sampled ones
-            both = rollout(agents.receiver(receiver_params), twice, jax.tree.map(_stack, greedy, sampled), kind)
+            both = rollout(agents.receiver(receiver_params), twice, jax.tree.map(_stack, greedy, sampled), kind, unroll=False)
             n = mask.shape[0]
             g, s = jax.tree.map(lambda leaf: leaf[:n], both), jax.tree.map(lambda leaf: leaf[n:], both)
             pair = dict(accuracy=_mean(g.correct, mask), loss=-_mean(s.log_rho, mask))

@@ -22,16 +22,17 @@ class Rollout(NamedTuple):
     attribute_correct: jax.Array  # [B, K] bool (reconstruction) or [B, 1] (discrimination: = correct)
 
 
-def guess_log_probs(receiver: Receiver, one_hot: jax.Array, episodes: games.EnvState, kind: str) -> jax.Array:
+def guess_log_probs(receiver: Receiver, one_hot: jax.Array, episodes: games.EnvState, kind: str,
+                    unroll: bool = True) -> jax.Array:
     """The receiver's reading at the end: `[B, K, V]` (reconstruction) or `[B, C]` over the candidates."""
     if kind == "reconstruction":
-        return receiver.read_at_end(one_hot)
-    return receiver.read_at_end(one_hot, episodes.candidates, episodes.shown)
+        return receiver.read_at_end(one_hot, unroll=unroll)
+    return receiver.read_at_end(one_hot, episodes.candidates, episodes.shown, unroll=unroll)
 
 
-def rollout(receiver: Receiver, episodes: games.EnvState, message: Message, kind: str) -> Rollout:
-    """The receiver plays `episodes` (a batch, leading axis B) on `message`."""
-    log_p = guess_log_probs(receiver, message.one_hot, episodes, kind)
+def rollout(receiver: Receiver, episodes: games.EnvState, message: Message, kind: str, unroll: bool = True) -> Rollout:
+    """The receiver plays `episodes` (a batch, leading axis B) on `message` (`unroll`: lab.core.agents)."""
+    log_p = guess_log_probs(receiver, message.one_hot, episodes, kind, unroll)
     if kind == "reconstruction":
         targets = episodes.target  # [B, K]
         log_rho = jnp.take_along_axis(log_p, targets[..., None], axis=-1)[..., 0].sum(-1)

@@ -12,11 +12,13 @@ The population is padded to `size` runs (repeating the last; dropped from the re
 smaller than the others reuses their compiled call, and split over the local devices (as many as
 there are runs). On a CPU a device's share of 2 CHUNK runs or more trains as a `lax.map` over
 `share // CHUNK` equal chunks of vmapped runs (the share padded to whole chunks: less than one run per
-chunk): a smaller working set than one vmap of the whole share. On a shared 2-core Intel Xeon
-(2026-12-04, bare steps, two devices), 128 seeds ran at 21.5k games/s in one vmap per device and
-29.5k in chunks of 4 (27.9k in chunks of 8), 32 seeds at 24.6k-26.3k against 29.4k, 16 seeds at
-28.7k-29.1k either way: the population's total stays at what 8 seeds give. Smaller shares stay one
-vmap: 10 seeds padded to 2 chunks of 3 per device ran at 23.9k games/s, as one vmap of 5 at 28.7k.
+chunk). CHUNK is 1: each run trains alone, its matmuls unbatched, one after the other. With the
+unrolled training step (lab.core.agents) a vmap over a CPU device's runs is the slower layout: on a
+shared 2-core AMD EPYC (2026-12-06, bare steps, two devices) 8 seeds ran at 34.2k games/s in chunks
+of 1, 29.6k in chunks of 2 and 24.9k as one vmap of 4 a device; 32 seeds at 33.8k, 30.4k and 27.7k
+(chunks of 4); one seed alone at 32.1-32.7k. The evaluation of 8 seeds took 1.02 s in chunks of 1
+and 1.21 s as one vmap of 4. (With the training step as a loop, 2026-12-04 on a 2-core Xeon, chunks
+of 4 were the best layout.)
 
 On a CPU, `import lab` makes one JAX device per core (`split_cpu`), so the runs of a population
 train side by side, each core on its own share: one seed's program keeps barely more than one core
@@ -43,7 +45,7 @@ import numpy as np
 from lab.core.trainer import Trainer, shift_batch
 from lab.experiment import cache
 
-CHUNK = 4  # most runs vmapped together on one CPU device (module doc)
+CHUNK = 1  # most runs vmapped together on one CPU device (module doc)
 
 
 def split_cpu() -> int | None:

@@ -87,8 +87,8 @@ class EnsembleReceiver(NamedTuple):
     agents: Agents
     params: object  # [M, ...]
 
-    def read_at_end(self, one_hot, candidates=None, shown=None):
-        log_p = jax.vmap(lambda p: self.agents.receiver(p).read_at_end(one_hot, candidates, shown))(self.params)
+    def read_at_end(self, one_hot, candidates=None, shown=None, unroll=True):
+        log_p = jax.vmap(lambda p: self.agents.receiver(p).read_at_end(one_hot, candidates, shown, unroll))(self.params)
         return jax.nn.log_softmax(jnp.mean(log_p, axis=0))  # [B, K, V] or [B, C]; an unshown candidate stays -inf
 
 

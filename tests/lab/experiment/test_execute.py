@@ -20,7 +20,7 @@ import jax, jax.numpy as jnp, numpy as np, lab
 from lab.experiment.execute import by_chunks, n_devices_of, pad_and_shard
 fn = jax.vmap(lambda key, h: (jax.random.uniform(key, (3,)) * h, h * 2.0))
 keys, h, n, sharding = pad_and_shard(jax.vmap(jax.random.key)(jnp.arange(17)), jnp.arange(17.0))
-assert (n, keys.shape[0], n_devices_of(sharding)) == (17, 20, 2), (n, keys.shape, sharding)  # 9 a device: 2 chunks of 5
+assert (n, keys.shape[0], n_devices_of(sharding)) == (17, 18, 2), (n, keys.shape, sharding)  # 9 a device: 9 chunks of 1
 chunked = jax.jit(by_chunks(fn, 2), out_shardings=sharding)(keys, h)
 plain = jax.jit(fn)(keys, h)
 assert all(np.array_equal(a, b) for a, b in zip(chunked, plain)), (chunked, plain)
@@ -47,9 +47,9 @@ def test_a_population_uses_as_many_devices_as_it_has_runs_and_pads_to_a_multiple
     assert lines[1] == "1 1 1 1 [0.0]"  # one seed: one device, no padding
     assert lines[2] == "2 2 2 2 [0.0, 1.0]"
     assert lines[3] == "5 5 6 3 [0.0, 1.0, 2.0, 3.0, 4.0, 4.0]"  # padded with the last run, dropped from results
-    # under 2 CHUNK (8) runs per device: one vmap of 5; 9 runs per device: 2 chunks of 5 on each of the 3 devices
+    # chunks of CHUNK (1) run: 5 a device, 9 a device on each of the 3 devices
     assert lines[4] == "13 13 15 3 " + str([float(i) for i in range(13)] + [12.0] * 2)
-    assert lines[5] == "25 25 30 3 " + str([float(i) for i in range(25)] + [24.0] * 5)
+    assert lines[5] == "25 25 27 3 " + str([float(i) for i in range(25)] + [24.0] * 2)
 
 
 def test_chunks_over_several_devices_give_the_numbers_of_one_vmap():
