@@ -46,7 +46,7 @@ import pandas as pd  # noqa: E402
 from lab import config as lab_config  # noqa: E402
 from lab import hparams_from_config, make_trainer, seed_keys  # noqa: E402
 from lab.core.trainer import Trainer  # noqa: E402
-from lab.experiment.execute import block_programs, by_chunks, compile_block, n_devices_of, pad_and_shard  # noqa: E402
+from lab.experiment.execute import block_programs, by_chunks, compile_block, pad_and_shard  # noqa: E402
 
 # EGG's basic reconstruction game, REINFORCE, batch 512, games/s of its training pass. Neither was measured on the machine
 # this benchmark runs on: the ratios compare machines (benchmarks/egg.py times EGG side by side).
@@ -82,7 +82,7 @@ def bare_steps(trainer: Trainer, steps: int, **jit_options):
                                   (jax.random.split(key, steps), jnp.arange(steps)))
         return state, aux["accuracy"]
 
-    chunked = by_chunks(jax.vmap(run), n_devices_of(jit_options.get("out_shardings")))
+    chunked = by_chunks(run, jit_options.get("out_shardings"))
     return jax.jit(jax.vmap(trainer.init), **jit_options), jax.jit(chunked, **jit_options)
 
 

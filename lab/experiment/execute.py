@@ -10,7 +10,9 @@ remaining evaluations repeat the last one.
 
 The population is padded to `size` runs (repeating the last; dropped from the result), so a chunk
 smaller than the others reuses their compiled call, and split over the local devices (as many as
-there are runs). On a CPU a device's share of 2 CHUNK runs or more trains as a `lax.map` over
+there are runs), each device's share its own program (`jax.shard_map`: 8 seeds' whole run compiled in
+7.8-8.1 s against 8.1-8.9 s as one partitioned vmap, cache off, 2-core AMD EPYC, 2026-12-06). On a CPU a
+device's share of 2 CHUNK runs or more trains as a `lax.map` over
 `share // CHUNK` equal chunks of vmapped runs (the share padded to whole chunks: less than one run per
 chunk). CHUNK is 1: each run trains alone, its matmuls unbatched, one after the other. With the
 unrolled training step (lab.core.agents) a vmap over a CPU device's runs is the slower layout: on a
@@ -92,19 +94,30 @@ def chunks_of(share: int) -> int:
     return share // CHUNK if jax.default_backend() == "cpu" and share >= 2 * CHUNK else 1
 
 
-def by_chunks(fn: Callable, n_devices: int) -> Callable:
-    """`fn(*args)`, vmapped over runs (leading axis n on every leaf), with each device's share run as a `lax.map` over
-    `chunks_of(share)` equal chunks (pad_and_shard pads n so); as it is when that is one chunk."""
+def by_chunks(fn: Callable, sharding=None, shared: int = 0) -> Callable:
+    """One run's `fn(*args)` over a population: every leaf of the arguments has a leading run axis n, but those of
+    the last `shared` arguments, which every run shares. Each device's share of the runs (`sharding`, pad_and_shard's,
+    or None for one device) is computed on its own (`jax.shard_map`: one device's program, not a partitioned whole),
+    as a `lax.map` over `chunks_of(share)` equal chunks of vmapped runs (pad_and_shard pads n so)."""
+
+    def local(*args):  # one device's share [share, ...], then the shared arguments
+        runs, common = args[:len(args) - shared], args[len(args) - shared:]
+        share = jax.tree.leaves(runs)[0].shape[0]
+        k = chunks_of(share)
+        # a chunk of one run too is a vmap of one: unbatched, it compiles faster but ran slower (a lone seed 24-29k
+        # games/s against 31-32k, 8 seeds in chunks of one 31.5k against 33.0-33.4k, 2-core AMD EPYC, 2026-12-06)
+        chunk = jax.vmap(lambda *run: fn(*run, *common))
+        if k == 1:
+            return chunk(*runs)
+        out = jax.lax.map(lambda c: chunk(*c), jax.tree.map(lambda a: a.reshape(k, share // k, *a.shape[1:]), runs))
+        return jax.tree.map(lambda a: a.reshape(share, *a.shape[2:]), out)
+
+    if sharding is None:
+        return local
 
     def call(*args):
-        n = jax.tree.leaves(args)[0].shape[0]
-        share = n // n_devices
-        k = chunks_of(share)
-        if k == 1 or n % n_devices or share % k:
-            return fn(*args)
-        split = lambda a: a.reshape(n_devices, k, share // k, *a.shape[1:])  # noqa: E731
-        out = jax.vmap(lambda *a: jax.lax.map(lambda x: fn(*x), a))(*jax.tree.map(split, args))
-        return jax.tree.map(lambda a: a.reshape(n, *a.shape[3:]), out)
+        specs = (sharding.spec,) * (len(args) - shared) + (jax.sharding.PartitionSpec(),) * shared
+        return jax.shard_map(local, mesh=sharding.mesh, in_specs=specs, out_specs=sharding.spec, check_vma=False)(*args)
 
     return call
 
@@ -114,17 +127,13 @@ def n_devices_of(sharding) -> int:
     return 1 if sharding is None else sharding.mesh.devices.size
 
 
-def block_programs(trainer: Trainer, n_devices: int = 1):
+def block_programs(trainer: Trainer, sharding=None):
     """`(checkpoint(state, keys), steps(state, keys, index, hparams))`: the population's evaluation and its optimizer
-    steps (`Trainer.checkpoint`, `.steps`) over seed keys, vmapped (in chunks over `n_devices`: by_chunks), not jitted."""
+    steps (`Trainer.checkpoint`, `.steps`) over seed keys (by device and chunk: by_chunks), not jitted."""
     run = lambda key: trainer.run_keys(key)[1]  # noqa: E731
-    evaluate = jax.vmap(lambda s, key: trainer.checkpoint(s, run(key)))
-    train = jax.vmap(lambda s, key, index, hp: trainer.steps(s, run(key), index, hp), in_axes=(0, 0, None, 0))
-
-    def steps(state, keys, index, hparams):
-        return by_chunks(lambda s, k, hp: train(s, k, index, hp), n_devices)(state, keys, hparams)
-
-    return by_chunks(evaluate, n_devices), steps
+    evaluate = by_chunks(lambda s, key: trainer.checkpoint(s, run(key)), sharding)
+    train = by_chunks(lambda s, key, hp, index: trainer.steps(s, run(key), index, hp), sharding, shared=1)
+    return evaluate, lambda state, keys, index, hparams: train(state, keys, hparams, index)
 
 
 def compile_block(trainer: Trainer, state, keys: jax.Array, hparams, **jit_options):
@@ -132,7 +141,7 @@ def compile_block(trainer: Trainer, state, keys: jax.Array, hparams, **jit_optio
     is lowered (XLA compiles outside Python's lock): the steps compile while the evaluation is traced, then both
     compile at once, and each is smaller than the two in one program. Lowered through `cache.lower`: a trainer made
     from its config alone is traced once, not once per process. `state` may be abstract (`jax.eval_shape`)."""
-    checkpoint, steps = block_programs(trainer, n_devices_of(jit_options.get("out_shardings")))
+    checkpoint, steps = block_programs(trainer, jit_options.get("out_shardings"))
     lower = functools.partial(cache.lower, fingerprint=trainer.fingerprint, donate_argnums=(0,), **jit_options)
     with ThreadPoolExecutor(2) as pool:
         steps = pool.submit(lower(steps, (state, keys, jnp.int32(0), hparams)).compile)
