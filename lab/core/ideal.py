@@ -19,8 +19,11 @@ message teacher-forced under every object, A_ij = log pi(m_i|x_j), and
 pairs: small blocks keep each level's hidden states in the CPU's cache. On the default game (205
 messages x 205 objects, one seed, 2-core AMD EPYC, 2026-12-06) a split took 133 ms in blocks of
 2^15 pairs and 87 ms in blocks of 2^12; sharing the recurrent matmul between the children of a
-prefix brought it to 67 ms. The whole evaluation, 8 seeds on two devices: 1.99 s -> 1.28 s at 2^10. lab.analysis.decomposition has the exact
-enumeration, the sampled normaliser for thousands of objects and the drivers for trained agents.
+prefix brought it to 67 ms. The whole evaluation of 8 seeds on two devices: 1.99 s -> 1.28 s in
+blocks of 2^10.
+
+lab.analysis.decomposition has the exact enumeration, the sampled normaliser for thousands of
+objects and the drivers for trained agents.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ there are runs), each device's share its own program (`jax.shard_map`: 8 seeds' 
 7.8-8.1 s against 8.1-8.9 s as one partitioned vmap, cache off, 2-core AMD EPYC, 2026-12-06). On a CPU a
 device's share of 2 CHUNK runs or more trains as a `lax.map` over
 `share // CHUNK` equal chunks of vmapped runs (the share padded to whole chunks: less than one run per
-chunk). CHUNK is 1: each run trains alone, its matmuls unbatched, one after the other. With the
+chunk). CHUNK is 1: each run trains alone (a vmap of one), one after the other. With the
 unrolled training step (lab.core.agents) a vmap over a CPU device's runs is the slower layout: on a
 shared 2-core AMD EPYC (2026-12-06, bare steps, two devices) 8 seeds ran at 34.2k games/s in chunks
 of 1, 29.6k in chunks of 2 and 24.9k as one vmap of 4 a device; 32 seeds at 33.8k, 30.4k and 27.7k
@@ -23,10 +23,10 @@ and 1.21 s as one vmap of 4. (With the training step as a loop, 2026-12-04 on a 
 of 4 were the best layout.)
 
 On a CPU, `import lab` makes one JAX device per core (`split_cpu`), so the runs of a population
-train side by side, each core on its own share: one seed's program keeps barely more than one core
-busy (its matmuls are small), and 8 vmapped seeds on one device run no faster per game. On a shared
-2-core Intel Xeon, 8 seeds ran at 14.4k-18.1k games/s on two devices against 12.2k-12.6k on one, one
-seed at 11.4k-13.8k either way (2026-12-03). A run's numbers are those of the same run in a population
+train side by side, each core on its own share. With the unrolled step one seed alone already keeps
+both cores busy through XLA's threads (2-core AMD EPYC, 2026-12-06: one seed 33.0k games/s, two on two
+devices 33.7k in total); with the loop it did not (2-core Intel Xeon, 2026-12-03: 8 seeds 14.4k-18.1k
+games/s on two devices against 12.2k-12.6k on one). A run's numbers are those of the same run in a population
 of another size: equal to float rounding (1.5e-5 after 100 steps), as a change of `size` gives. Set
 `LAB_CPU_DEVICES=1` for one device; it does nothing when you have chosen the number yourself
 (`jax_num_cpu_devices`, `XLA_FLAGS=--xla_force_host_platform_device_count`), when JAX has already
@@ -120,11 +120,6 @@ def by_chunks(fn: Callable, sharding=None, shared: int = 0) -> Callable:
         return jax.shard_map(local, mesh=sharding.mesh, in_specs=specs, out_specs=sharding.spec, check_vma=False)(*args)
 
     return call
-
-
-def n_devices_of(sharding) -> int:
-    """How many devices a population's sharding (pad_and_shard's, or None for one device) spreads it over."""
-    return 1 if sharding is None else sharding.mesh.devices.size
 
 
 def block_programs(trainer: Trainer, sharding=None):

@@ -17,11 +17,11 @@ for n in (1, 2, 5, 13, 25):
 
 CHUNKS = """
 import jax, jax.numpy as jnp, numpy as np, lab
-from lab.experiment.execute import by_chunks, n_devices_of, pad_and_shard
+from lab.experiment.execute import by_chunks, pad_and_shard
 one = lambda key, h: (jax.random.uniform(key, (3,)) * h, h * 2.0)
 fn = jax.vmap(one)
 keys, h, n, sharding = pad_and_shard(jax.vmap(jax.random.key)(jnp.arange(17)), jnp.arange(17.0))
-assert (n, keys.shape[0], n_devices_of(sharding)) == (17, 18, 2), (n, keys.shape, sharding)  # 9 a device: 9 chunks of 1
+assert (n, keys.shape[0], sharding.mesh.devices.size) == (17, 18, 2), (n, keys.shape, sharding)  # 9 a device: 9 chunks of 1
 chunked = jax.jit(by_chunks(one, sharding), out_shardings=sharding)(keys, h)
 plain = jax.jit(fn)(keys, h)
 assert all(np.array_equal(a, b) for a, b in zip(chunked, plain)), (chunked, plain)
