@@ -146,26 +146,26 @@ class Sender(nnx.Module):
     def sample_each(self, objects: jax.Array, key: jax.Array) -> Message:
         """Messages drawn from pi(.|x), row b from its own key `fold_in(key, b)`: a row's message does not
         depend on the rest of the batch (its size, the padding of an evaluation split). Evaluation and analysis."""
-        return self.greedy_and_sample_each(objects, key, greedy=False)[1]
+        draw = jax.vmap(jax.random.categorical)
+        return self._unroll(objects, lambda log_p, k: jax.nn.one_hot(draw(k, log_p), self.vocab_size),
+                            self._row_keys(key, objects.shape[0]), unroll=False)
 
-    def greedy_and_sample_each(self, objects: jax.Array, key: jax.Array, greedy: bool = True) -> tuple[Message | None, Message]:
+    def greedy_and_sample_each(self, objects: jax.Array, key: jax.Array) -> tuple[Message, Message]:
         """`(greedy(objects), sample_each(objects, key))` from one unroll over both sets of rows (the evaluation's
-        two languages: one decoder to compile, not two); `(None, sample_each)` with `greedy=False`."""
+        two languages: one decoder to compile, not two)."""
         n = objects.shape[0]
-        rows = jax.vmap(lambda b: jax.random.fold_in(key, b))(jnp.arange(n))
-        keys = jax.vmap(lambda k: jax.random.split(k, self.max_len))(rows).swapaxes(0, 1)  # [T, n]
         draw = jax.vmap(jax.random.categorical)
 
         def choose(log_p, k):  # the greedy rows first, then the sampled ones
-            symbols = draw(k, log_p[-n:])
-            if greedy:
-                symbols = jnp.concatenate([jnp.argmax(log_p[:n], -1), symbols])
-            return jax.nn.one_hot(symbols, self.vocab_size)
+            return jax.nn.one_hot(jnp.concatenate([jnp.argmax(log_p[:n], -1), draw(k, log_p[n:])]), self.vocab_size)
 
-        both = self._unroll(jnp.concatenate([objects, objects]) if greedy else objects, choose, keys, unroll=False)
-        if not greedy:
-            return None, both
+        both = self._unroll(jnp.concatenate([objects, objects]), choose, self._row_keys(key, n), unroll=False)
         return jax.tree.map(lambda leaf: leaf[:n], both), jax.tree.map(lambda leaf: leaf[n:], both)
+
+    def _row_keys(self, key: jax.Array, n: int) -> jax.Array:
+        """`[T, n]`: position t's key of row b, from the row's own key `fold_in(key, b)` (sample_each)."""
+        rows = jax.vmap(lambda b: jax.random.fold_in(key, b))(jnp.arange(n))
+        return jax.vmap(lambda k: jax.random.split(k, self.max_len))(rows).swapaxes(0, 1)
 
     def greedy(self, objects: jax.Array) -> Message:
         """The most likely symbol at each position: the language the sender 'speaks'."""

@@ -92,6 +92,8 @@ def evaluate_split(agents: Agents, kind: str, n_values: int, n_groups: int, es: 
     episodes, mask = es.episodes, es.mask
     targets = episodes.target
     sub_mask = es.subset_mask
+    n = mask.shape[0]
+    twice = jax.tree.map(_stack, episodes, episodes)  # one reading of both languages: the greedy rows, then the sampled
 
     def per_sender(sender_params):
         sender = agents.sender(sender_params)
@@ -105,16 +107,14 @@ def evaluate_split(agents: Agents, kind: str, n_values: int, n_groups: int, es: 
             vocab_use=metrics.vocab_use_jax(symbols, vocab_size, mask).astype(jnp.float32),
         )
         log_pihat = None
-        twice = jax.tree.map(_stack, episodes, episodes)
+        messages = jax.tree.map(_stack, greedy, sampled)
         if kind == "reconstruction":
             log_pi = ideal.message_log_probs(sender, targets[es.subset], sampled.symbols[es.subset])
             log_pihat = ideal.log_pihat(log_pi, sub_mask)
             speaker["l_info"] = -_mean(log_pihat, sub_mask)
 
         def per_receiver(receiver_params):
-            # one reading of both languages: the greedy rows, then the sampled ones
-            both = rollout(agents.receiver(receiver_params), twice, jax.tree.map(_stack, greedy, sampled), kind, unroll=False)
-            n = mask.shape[0]
+            both = rollout(agents.receiver(receiver_params), twice, messages, kind, unroll=False)
             g, s = jax.tree.map(lambda leaf: leaf[:n], both), jax.tree.map(lambda leaf: leaf[n:], both)
             pair = dict(accuracy=_mean(g.correct, mask), loss=-_mean(s.log_rho, mask))
             if kind == "reconstruction":

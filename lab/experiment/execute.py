@@ -115,7 +115,8 @@ def by_chunks(fn: Callable, sharding=None, shared: int = 0) -> Callable:
     if sharding is None:
         return local
 
-    def call(*args):
+    def call(*args):  # no collectives inside, so no check of what varies across devices (it refuses the scans'
+        # carries that start from constants)
         specs = (sharding.spec,) * (len(args) - shared) + (jax.sharding.PartitionSpec(),) * shared
         return jax.shard_map(local, mesh=sharding.mesh, in_specs=specs, out_specs=sharding.spec, check_vma=False)(*args)
 
