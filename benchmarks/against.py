@@ -5,7 +5,7 @@ alternation (`--repeats` rounds, best of them), on the same machine and the same
 
 * the default run's first-call compile, 8 seeds: from a fresh trainer to its programs compiled and
   nothing run (dd866c6: `jax.jit(jax.vmap(trainer.train))`, one program; now: the runner's programs,
-  lab.experiment.execute.run_population's init and compile_block);
+  lab.experiment.execute.run_population's programs, compile_run);
 * `lab sweep sweeps/tiny.yaml`: the whole process (2 compile groups of 20 steps), the file as each
   tree has it.
 
@@ -48,18 +48,15 @@ import sys, time
 import jax
 from lab import hparams_from_config, load, make_trainer, seed_keys
 from lab.experiment import cache
-from lab.experiment.execute import compile_block, pad_and_shard
+from lab.experiment.execute import compile_run, layout
 import lab
 print(lab.__file__)
 start = time.perf_counter()
 config = load(overrides=sys.argv[1:])
 trainer = make_trainer(config)
-keys, hparams, _, sharding = pad_and_shard(seed_keys(config), hparams_from_config(config, config.train.seeds))
-out = {} if sharding is None else dict(out_shardings=sharding)
-init = jax.vmap(lambda key, hp: trainer.init(trainer.run_keys(key)[0], hp))
-state = jax.eval_shape(init, keys, hparams)
-cache.lower(init, (keys, hparams), trainer.fingerprint, **out).compile()
-compile_block(trainer, state, keys, hparams, **out)
+lay = layout(config.train.seeds)
+keys, hparams = lay.groups(seed_keys(config))[0], lay.groups(hparams_from_config(config, config.train.seeds))[0]
+compile_run(trainer, keys, hparams, **({} if lay.sharding is None else dict(out_shardings=lay.sharding)))
 print(time.perf_counter() - start)
 """
 

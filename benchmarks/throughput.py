@@ -11,7 +11,7 @@ vocabulary 10, max_len 5, batch 512, REINFORCE) unless overrides say otherwise. 
   compiled at once: lab.experiment.execute.compile_block): the whole run's against the run's own
   steps is what the evaluation adds;
 * throughput: steady games/s of bare optimizer steps for populations of 1, 8, 32, 128 seeds
-  (one vmapped call, split over the devices as `lab run` splits it: one per CPU core), against
+  (laid out as `lab run` lays them out: on a CPU, calls of one run per device, a device per core), against
   EGG's games/s on a 2-core CPU: 8.9k in ../shared/science/egg.md (an AMD EPYC), 5.3k as issue 10 quotes it
   (benchmarks/egg.py times EGG itself side by side on the machine at hand);
 * `lab run` to 95%: a whole `lab run` process (start-up, compile, training) of one seed on all
@@ -46,7 +46,7 @@ import pandas as pd  # noqa: E402
 from lab import config as lab_config  # noqa: E402
 from lab import hparams_from_config, make_trainer, seed_keys  # noqa: E402
 from lab.core.trainer import Trainer  # noqa: E402
-from lab.experiment.execute import block_programs, by_chunks, compile_block, pad_and_shard  # noqa: E402
+from lab.experiment.execute import block_programs, by_device, compile_block, layout  # noqa: E402
 
 # EGG's basic reconstruction game, REINFORCE, batch 512, games/s of its training pass. Neither was measured on the machine
 # this benchmark runs on: the ratios compare machines (benchmarks/egg.py times EGG side by side).
@@ -75,15 +75,14 @@ def machine_slug(info: dict) -> str:
 
 def bare_steps(trainer: Trainer, steps: int, **jit_options):
     """`(init, run)`: fresh states, and `steps` optimizer steps per seed in a scan from them (no evaluation), the
-    seeds vmapped (and, given the runner's sharding, split over the devices, in chunks on a CPU) as `lab run` does."""
+    seeds of a group vmapped (and, given the runner's sharding, split over the devices) as `lab run` does."""
 
     def run(state, key, hparams):
         state, aux = jax.lax.scan(lambda s, xs: trainer.train_step(s, xs[0], xs[1], hparams), state,
                                   (jax.random.split(key, steps), jnp.arange(steps)))
         return state, aux["accuracy"]
 
-    chunked = by_chunks(run, jit_options.get("out_shardings"))
-    return jax.jit(jax.vmap(trainer.init), **jit_options), jax.jit(chunked, **jit_options)
+    return jax.jit(jax.vmap(trainer.init), **jit_options), jax.jit(by_device(run, jit_options.get("out_shardings")), **jit_options)
 
 
 def compile_seconds(fn, *args) -> float:
@@ -117,16 +116,21 @@ def games_per_second(config, population: int, steps: int, repeats: int | None = 
     repeats = repeats or (3 if population <= 8 else 2 if population <= 32 else 1)
     config = lab_config.replace(config, **{"train.seeds": population})
     trainer = make_trainer(config)
-    keys, hparams, _, sharding = pad_and_shard(seed_keys(config), hparams_from_config(config, population))
-    init, fn = bare_steps(trainer, steps, **({} if sharding is None else dict(out_shardings=sharding)))
-    state = jax.block_until_ready(init(keys, hparams))
+    lay = layout(population)
+    keys, hparams = lay.groups(seed_keys(config)), lay.groups(hparams_from_config(config, population))
+    init, fn = bare_steps(trainer, steps, **({} if lay.sharding is None else dict(out_shardings=lay.sharding)))
+    states = jax.block_until_ready([init(*group) for group in zip(keys, hparams)])
+
+    def every_group(states):  # as the runner calls them: dispatched one after the other, then waited for
+        return jax.block_until_ready([fn(state, key, hp)[0] for state, key, hp in zip(states, keys, hparams)])
+
     start = time.perf_counter()
-    state, _ = jax.block_until_ready(fn(state, keys, hparams))
+    states = every_group(states)
     first = time.perf_counter() - start
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        state, _ = jax.block_until_ready(fn(state, keys, hparams))
+        states = every_group(states)
         times.append(time.perf_counter() - start)
     best = min(times)
     games = population * steps * config.train.batch_size

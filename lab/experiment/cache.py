@@ -167,8 +167,14 @@ class Lowered(NamedTuple):
     lowered: Any
     out_tree: Any
 
-    def compile(self) -> Program:
-        return Program(self.lowered.compile(), self.out_tree)
+    def compile(self, options: dict | None = None) -> Program:
+        """Compiled with XLA's `options` (e.g. `{"xla_backend_optimization_level": 0}`) over those of XLA_FLAGS."""
+        return Program(self.lowered.compile(options), self.out_tree)
+
+    @property
+    def out_info(self):
+        """The outputs' shapes, dtypes and shardings (`jax.ShapeDtypeStruct`s)."""
+        return jax.tree.unflatten(self.out_tree, self.lowered.out_info)
 
 
 class Program:

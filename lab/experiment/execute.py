@@ -8,19 +8,16 @@ calls, no host callback sits inside a program, so JAX's persistent compilation c
 `block`. When early stopping (`train.stop_accuracy`) has frozen every run, the loop ends there: the
 remaining evaluations repeat the last one.
 
-The population is padded to `size` runs (repeating the last; dropped from the result), so a chunk
-smaller than the others reuses their compiled call, and split over the local devices (as many as
-there are runs), each device's share its own program (`jax.shard_map`: 8 seeds' whole run compiled in
-7.8-8.1 s against 8.1-8.9 s as one partitioned vmap, cache off, 2-core AMD EPYC, 2026-12-06). On a CPU a
-device's share of 2 CHUNK runs or more trains as a `lax.map` over
-`share // CHUNK` equal chunks of vmapped runs (the share padded to whole chunks: less than one run per
-chunk). CHUNK is 1: each run trains alone (a vmap of one), one after the other. With the
-unrolled training step (lab.core.agents) a vmap over a CPU device's runs is the slower layout: on a
-shared 2-core AMD EPYC (2026-12-06, bare steps, two devices) 8 seeds ran at 34.2k games/s in chunks
-of 1, 29.6k in chunks of 2 and 24.9k as one vmap of 4 a device; 32 seeds at 33.8k, 30.4k and 27.7k
-(chunks of 4); one seed alone at 32.1-32.7k. The evaluation of 8 seeds took 1.02 s in chunks of 1
-and 1.21 s as one vmap of 4. (With the training step as a loop, 2026-12-04 on a 2-core Xeon, chunks
-of 4 were the best layout.)
+The population is laid out in groups (`layout`). On a CPU each device trains one run at a time: a call
+trains a group of one run a device, and the host calls the same compiled programs on every group in
+turn (dispatched without waiting, so the devices never idle between them). A population of any size
+then compiles what a population of two compiles, and every run trains alone (a vmap of one: with the
+unrolled training step, lab.core.agents, a vmap over a CPU device's runs is the slower layout: on a
+shared 2-core AMD EPYC, 2026-12-06, bare steps, 8 seeds ran at 34.2k games/s one run a device at a
+time, 29.6k two at a time, 24.9k as one vmap of 4 a device). On an accelerator a single call trains
+every run, the population padded to `size` runs (repeating the last; dropped from the result) so a
+smaller population reuses a bigger one's compiled call. A call's runs are split over its devices (as
+many as it has runs), each device's share its own program (`jax.shard_map`).
 
 On a CPU, `import lab` makes one JAX device per core (`split_cpu`), so the runs of a population
 train side by side, each core on its own share. With the unrolled step one seed alone already keeps
@@ -38,7 +35,7 @@ from __future__ import annotations
 import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -46,9 +43,6 @@ import numpy as np
 
 from lab.core.trainer import Trainer, shift_batch
 from lab.experiment import cache
-
-CHUNK = 1  # most runs vmapped together on one CPU device (module doc)
-
 
 def split_cpu() -> int | None:
     """Make one CPU device per core, or `LAB_CPU_DEVICES` of them (module doc): how many, or None when it did nothing."""
@@ -65,52 +59,61 @@ def split_cpu() -> int | None:
     return n
 
 
-def pad_and_shard(keys: jax.Array, hparams, size: int | None = None, devices=None):
-    """(keys, hparams, n, sharding): padded to `size` (and to a multiple of the devices, and of a device's chunks:
-    by_chunks), placed on the devices.
+class Layout(NamedTuple):
+    """How a population of `n` runs trains: padded to `size` runs (repeating the last; dropped from the result), in
+    calls of `group` runs each, a call's runs split over the devices by `sharding` (None: one device)."""
 
-    `hparams` may be any pytree of per-run inputs with leading axis n.
-    """
-    n = keys.shape[0]
-    size = max(size or n, n)
-    devices = (jax.local_devices() if devices is None else list(devices))[:size]
-    size += -size % len(devices)
-    share = size // len(devices)
-    size = (share + -share % chunks_of(share)) * len(devices)  # equal chunks on every device (by_chunks)
-    if size > n:
-        take = jnp.concatenate([jnp.arange(n), jnp.full(size - n, n - 1)])
-        keys, hparams = keys[take], jax.tree.map(lambda a: a[take], hparams)
+    n: int
+    size: int
+    group: int
+    sharding: jax.sharding.NamedSharding | None
+
+    def groups(self, tree) -> list:
+        """A pytree whose leaves have a leading run axis n, as `size // group` pytrees `[group, ...]` on the devices
+        (cut on the host: no program to compile)."""
+        keys = lambda a: jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key)  # noqa: E731
+        host = jax.tree.map(lambda a: np.asarray(jax.random.key_data(a) if keys(a) else a), tree)
+        take = np.minimum(np.arange(self.size), self.n - 1).reshape(-1, self.group)
+        parts = [jax.device_put(jax.tree.map(lambda a: a[runs], host), self.sharding) for runs in take]
+        return [jax.tree.map(lambda a, part: jax.random.wrap_key_data(part, impl=jax.random.key_impl(a)) if keys(a)
+                             else part, tree, part) for part in parts]
+
+    def join(self, parts: list):
+        """The groups' pytrees as one, on the host (numpy), the padding runs kept."""
+        return jax.tree.map(lambda *leaves: np.concatenate(leaves), *jax.device_get(parts))
+
+
+def layout(n: int, size: int | None = None, devices=None) -> Layout:
+    """The runner's `Layout` of n runs over the local devices (or `devices`; module doc): on a CPU one run a device in
+    each call; on an accelerator every run in one call, padded to `size` runs when it is given (so a population
+    smaller than the others reuses their compiled call). A call uses as many devices as it has runs."""
+    devices = jax.local_devices() if devices is None else list(devices)
+    if devices[0].platform == "cpu":
+        devices = devices[:n]
+        group = len(devices)
+        size = n + -n % group
+    else:
+        size = max(size or n, n)
+        devices = devices[:size]
+        size = group = size + -size % len(devices)
     sharding = None
     if len(devices) > 1:
         mesh = jax.sharding.Mesh(np.array(devices), ("population",))
         sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("population"))
-        keys, hparams = jax.device_put((keys, hparams), sharding)
-    return keys, hparams, n, sharding
+    return Layout(n, size, group, sharding)
 
 
-def chunks_of(share: int) -> int:
-    """How many chunks a device's share of runs trains in: on a CPU `share // CHUNK` (chunks of CHUNK to 2 CHUNK - 1
-    runs) once it holds 2 CHUNK runs, else 1, as on an accelerator (which wants the whole share in one batch)."""
-    return share // CHUNK if jax.default_backend() == "cpu" and share >= 2 * CHUNK else 1
+def by_device(fn: Callable, sharding=None, shared: int = 0) -> Callable:
+    """One run's `fn(*args)` over a group of runs, vmapped (one run alone is not): every leaf of the arguments has a
+    leading run axis, but those of the last `shared` arguments, which every run shares. With a `sharding` (a
+    `Layout`'s), each device's share of the runs is computed on its own (`jax.shard_map`: one device's program, not
+    a partitioned whole)."""
 
-
-def by_chunks(fn: Callable, sharding=None, shared: int = 0) -> Callable:
-    """One run's `fn(*args)` over a population: every leaf of the arguments has a leading run axis n, but those of
-    the last `shared` arguments, which every run shares. Each device's share of the runs (`sharding`, pad_and_shard's,
-    or None for one device) is computed on its own (`jax.shard_map`: one device's program, not a partitioned whole),
-    as a `lax.map` over `chunks_of(share)` equal chunks of vmapped runs (pad_and_shard pads n so)."""
-
-    def local(*args):  # one device's share [share, ...], then the shared arguments
+    def local(*args):  # one device's runs
         runs, common = args[:len(args) - shared], args[len(args) - shared:]
-        share = jax.tree.leaves(runs)[0].shape[0]
-        k = chunks_of(share)
-        # a chunk of one run too is a vmap of one: unbatched, it compiles faster but ran slower (a lone seed 24-29k
-        # games/s against 31-32k, 8 seeds in chunks of one 31.5k against 33.0-33.4k, 2-core AMD EPYC, 2026-12-06)
-        chunk = jax.vmap(lambda *run: fn(*run, *common))
-        if k == 1:
-            return chunk(*runs)
-        out = jax.lax.map(lambda c: chunk(*c), jax.tree.map(lambda a: a.reshape(k, share // k, *a.shape[1:]), runs))
-        return jax.tree.map(lambda a: a.reshape(share, *a.shape[2:]), out)
+        if jax.tree.leaves(runs)[0].shape[0] == 1:  # one run (a CPU's layout): not batched, traced in half the time
+            return jax.tree.map(lambda a: a[None], fn(*jax.tree.map(lambda a: a[0], runs), *common))
+        return jax.vmap(fn, in_axes=(0,) * len(runs) + (None,) * shared)(*args)
 
     if sharding is None:
         return local
@@ -125,10 +128,10 @@ def by_chunks(fn: Callable, sharding=None, shared: int = 0) -> Callable:
 
 def block_programs(trainer: Trainer, sharding=None):
     """`(checkpoint(state, keys), steps(state, keys, index, hparams))`: the population's evaluation and its optimizer
-    steps (`Trainer.checkpoint`, `.steps`) over seed keys (by device and chunk: by_chunks), not jitted."""
+    steps (`Trainer.checkpoint`, `.steps`) over seed keys (a `Layout`'s group of them: by_device), not jitted."""
     run = lambda key: trainer.run_keys(key)[1]  # noqa: E731
-    evaluate = by_chunks(lambda s, key: trainer.checkpoint(s, run(key)), sharding)
-    train = by_chunks(lambda s, key, hp, index: trainer.steps(s, run(key), index, hp), sharding, shared=1)
+    evaluate = by_device(lambda s, key: trainer.checkpoint(s, run(key)), sharding)
+    train = by_device(lambda s, key, hp, index: trainer.steps(s, run(key), index, hp), sharding, shared=1)
     return evaluate, lambda state, keys, index, hparams: train(state, keys, hparams, index)
 
 
@@ -137,12 +140,33 @@ def compile_block(trainer: Trainer, state, keys: jax.Array, hparams, **jit_optio
     is lowered (XLA compiles outside Python's lock): the steps compile while the evaluation is traced, then both
     compile at once, and each is smaller than the two in one program. Lowered through `cache.lower`: a trainer made
     from its config alone is traced once, not once per process. `state` may be abstract (`jax.eval_shape`)."""
+    with ThreadPoolExecutor(2) as pool:
+        checkpoint, steps = submit_block(pool, trainer, state, keys, hparams, **jit_options)
+        return checkpoint.result(), steps.result()
+
+
+def submit_block(pool: ThreadPoolExecutor, trainer: Trainer, state, keys, hparams, **jit_options):
+    """compile_block's two programs lowered, their compiles submitted to `pool`: two futures."""
     checkpoint, steps = block_programs(trainer, jit_options.get("out_shardings"))
     lower = functools.partial(cache.lower, fingerprint=trainer.fingerprint, donate_argnums=(0,), **jit_options)
-    with ThreadPoolExecutor(2) as pool:
-        steps = pool.submit(lower(steps, (state, keys, jnp.int32(0), hparams)).compile)
-        checkpoint = pool.submit(lower(checkpoint, (state, keys)).compile)
-        return checkpoint.result(), steps.result()
+    steps = pool.submit(lower(steps, (state, keys, jnp.int32(0), hparams)).compile)
+    return pool.submit(lower(checkpoint, (state, keys)).compile), steps
+
+
+def compile_run(trainer: Trainer, keys: jax.Array, hparams, agents=None, **jit_options):
+    """`(init(keys, hparams, agents), checkpoint, steps)` for a `Layout`'s group of runs: the runs' fresh states
+    (by_device) and compile_block's two programs, the three compiled at once, the longest (the steps) first."""
+    sharding = jit_options.get("out_shardings")
+    init = by_device(lambda key, hp, agents: trainer.init(trainer.run_keys(key)[0], hp, agents), sharding)
+    state = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding),
+                         jax.eval_shape(init, keys, hparams, agents))
+    quick = {"xla_backend_optimization_level": 0} if jax.default_backend() == "cpu" else {}  # it runs once: 0.4 s
+    # to compile instead of 0.7, 4 ms to run instead of 2 (one seed, 2-core AMD EPYC, 2026-12-06)
+    with ThreadPoolExecutor(3) as pool:
+        checkpoint, steps = submit_block(pool, trainer, state, keys, hparams, **jit_options)
+        init = cache.lower(init, (keys, hparams, agents), trainer.fingerprint, **jit_options)
+        init = pool.submit(init.compile, quick)
+        return init.result(), checkpoint.result(), steps.result()
 
 
 def run_population(trainer: Trainer, keys: jax.Array, hparams, size: int | None = None, devices=None,
@@ -150,33 +174,36 @@ def run_population(trainer: Trainer, keys: jax.Array, hparams, size: int | None 
     """Train every run of `keys [n]` / `hparams [n]`: `(final state, history)` as numpy, leading axis n.
 
     `on_block(i, state, metrics)` is called on the host after block i (a progress bar; a callback that keeps
-    snapshots of the state must copy it with `jax.device_get`: its buffers are reused by the next block); `agents`
-    `(senders [n, P, ...], receivers [n, Q, ...])` are starting parameters (fine-tuning), fresh by default.
+    snapshots of the state must copy it with `jax.device_get`: its buffers are reused by the next block; the padding
+    runs included); `agents` `(senders [n, P, ...], receivers [n, Q, ...])` are starting parameters (fine-tuning),
+    fresh by default. `size` and `devices`: `layout`.
     """
-    keys, (hparams, agents), n, sharding = pad_and_shard(keys, (hparams, agents), size, devices)
-    out = {} if sharding is None else dict(out_shardings=sharding)
-    init = jax.vmap(lambda key, hp, agents: trainer.init(trainer.run_keys(key)[0], hp, agents))
-    state = cache.lower(init, (keys, hparams, agents), trainer.fingerprint, **out).compile()(keys, hparams, agents)
-    checkpoint, steps = compile_block(trainer, state, keys, hparams, **out)
+    lay = layout(keys.shape[0], size, devices)
+    keys, hparams, agents = lay.groups(keys), lay.groups(hparams), lay.groups(agents)
+    out = {} if lay.sharding is None else dict(out_shardings=lay.sharding)
+    init, checkpoint, steps = compile_run(trainer, keys[0], hparams[0], agents[0], **out)
+    states = [init(*group) for group in zip(keys, hparams, agents)]
     history, stop = [], trainer.config.train.stop_accuracy > 0
     for index in range(trainer.n_evals + 1):
-        state, metrics = checkpoint(state, keys)
-        every_run_stopped = stop and index < trainer.n_evals and np.all(jax.device_get(state.stopped))
+        states, metrics = zip(*(checkpoint(state, key) for state, key in zip(states, keys)))
+        every_run_stopped = (stop and index < trainer.n_evals
+                             and all(np.all(stopped) for stopped in jax.device_get([s.stopped for s in states])))
         if index < trainer.n_evals and not every_run_stopped:
-            state, metrics["batch"] = steps(state, keys, jnp.asarray(index, jnp.int32), hparams)
+            index_ = jnp.asarray(index, jnp.int32)
+            states, batch = zip(*(steps(*group, index_, hp) for group, hp in zip(zip(states, keys), hparams)))
         else:  # after the last evaluation, or every run frozen: no steps, and no step statistics
-            metrics["batch"] = jax.tree.map(lambda s: np.full(s.shape, np.nan, s.dtype), steps.out_info[1])
-        history.append(jax.device_get(metrics))
+            batch = [jax.tree.map(lambda s: np.full(s.shape, np.nan, s.dtype), steps.out_info[1])] * len(states)
+        history.append(lay.join([dict(m, batch=b) for m, b in zip(metrics, batch)]))
         if on_block is not None:
-            on_block(index, state, history[-1])
+            on_block(index, states[0] if len(states) == 1 else lay.join(states), history[-1])
         if every_run_stopped:
             # the later evaluations repeat this one, as the pure function's do (the same state and evaluation key)
             history += [history[-1]] * (trainer.n_evals - index)
             if on_block is not None:
+                state = states[0] if len(states) == 1 else lay.join(states)
                 for later in range(index + 1, trainer.n_evals + 1):
                     on_block(later, state, history[later])
             break
     history = jax.tree.map(lambda *evals: np.stack(evals, axis=1), *history)  # [runs, n_evals + 1, ...]
     history = shift_batch(history, axis=1)
-    state = jax.device_get(state)
-    return jax.tree.map(lambda a: np.asarray(a)[:n], state), jax.tree.map(lambda a: a[:n], history)
+    return jax.tree.map(lambda a: a[:lay.n], lay.join(states)), jax.tree.map(lambda a: a[:lay.n], history)

@@ -6,25 +6,29 @@ import sys
 
 LAYOUT = """
 import jax, jax.numpy as jnp, lab
-from lab.experiment.execute import pad_and_shard
+from lab.experiment.execute import layout
 print(jax.device_count())
 for n in (1, 2, 5, 13, 25):
-    keys, hparams, runs, sharding = pad_and_shard(jax.vmap(jax.random.key)(jnp.arange(n)), jnp.arange(n * 1.0))
-    devices = 1 if sharding is None else len(sharding.mesh.devices)
-    print(n, runs, keys.shape[0], devices, [float(h) for h in hparams])
+    lay = layout(n, size=32)  # size: for an accelerator only
+    groups = lay.groups(jnp.arange(n * 1.0))
+    assert all(g.shape == (lay.group,) for g in groups) and len(groups) == lay.size // lay.group
+    devices = 1 if lay.sharding is None else len(lay.sharding.mesh.devices)
+    assert all(set(g.devices()) == set(jax.devices()[:devices]) for g in groups)
+    print(n, lay.size, lay.group, devices, [float(h) for h in lay.join(groups)])
 """
 
 
-CHUNKS = """
+GROUPS = """
 import jax, jax.numpy as jnp, numpy as np, lab
-from lab.experiment.execute import by_chunks, pad_and_shard
-one = lambda key, h: (jax.random.uniform(key, (3,)) * h, h * 2.0)
-fn = jax.vmap(one)
-keys, h, n, sharding = pad_and_shard(jax.vmap(jax.random.key)(jnp.arange(17)), jnp.arange(17.0))
-assert (n, keys.shape[0], sharding.mesh.devices.size) == (17, 18, 2), (n, keys.shape, sharding)  # 9 a device: 9 chunks of 1
-chunked = jax.jit(by_chunks(one, sharding), out_shardings=sharding)(keys, h)
-plain = jax.jit(fn)(keys, h)
-assert all(np.array_equal(a, b) for a, b in zip(chunked, plain)), (chunked, plain)
+from lab.experiment.execute import by_device, layout
+one = lambda key, h, shared: (jax.random.uniform(key, (3,)) * h + shared, h * 2.0)
+keys, h = jax.vmap(jax.random.key)(jnp.arange(17)), jnp.arange(17.0)
+lay = layout(17)
+assert (lay.size, lay.group, lay.sharding.mesh.devices.size) == (18, 2, 2), lay  # 9 calls of one run a device
+program = jax.jit(by_device(one, lay.sharding, shared=1), out_shardings=lay.sharding)
+grouped = lay.join([program(k, x, 1.0) for k, x in zip(lay.groups(keys), lay.groups(h))])
+plain = jax.jit(jax.vmap(one, in_axes=(0, 0, None)))(keys, h, 1.0)
+assert all(np.array_equal(a[:17], b) for a, b in zip(grouped, plain)), (grouped, plain)
 print("ok")
 """
 
@@ -47,14 +51,14 @@ def test_a_population_uses_as_many_devices_as_it_has_runs_and_pads_to_a_multiple
     assert lines[0] == "3"
     assert lines[1] == "1 1 1 1 [0.0]"  # one seed: one device, no padding
     assert lines[2] == "2 2 2 2 [0.0, 1.0]"
-    assert lines[3] == "5 5 6 3 [0.0, 1.0, 2.0, 3.0, 4.0, 4.0]"  # padded with the last run, dropped from results
-    # chunks of CHUNK (1) run: 5 a device, 9 a device on each of the 3 devices
-    assert lines[4] == "13 13 15 3 " + str([float(i) for i in range(13)] + [12.0] * 2)
-    assert lines[5] == "25 25 27 3 " + str([float(i) for i in range(25)] + [24.0] * 2)
+    assert lines[3] == "5 6 3 3 [0.0, 1.0, 2.0, 3.0, 4.0, 4.0]"  # padded with the last run, dropped from results
+    # calls of one run a device: 5 and 9 calls of 3
+    assert lines[4] == "13 15 3 3 " + str([float(i) for i in range(13)] + [12.0] * 2)
+    assert lines[5] == "25 27 3 3 " + str([float(i) for i in range(25)] + [24.0] * 2)
 
 
-def test_chunks_over_several_devices_give_the_numbers_of_one_vmap():
-    proc = layout(CHUNKS, LAB_CPU_DEVICES="2")
+def test_groups_over_several_devices_give_the_numbers_of_one_vmap():
+    proc = layout(GROUPS, LAB_CPU_DEVICES="2")
     assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr
 
 
