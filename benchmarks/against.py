@@ -1,13 +1,14 @@
 """Compile time side by side with an earlier commit (default dd866c6, main when issue 10 was filed).
 
-Two measurements, each a fresh process with the persistent compilation cache off, the two trees in
+Three measurements, each a fresh process with the persistent compilation cache off, the two trees in
 alternation (`--repeats` rounds, best of them), on the same machine and the same Python environment:
 
 * the default run's first-call compile, 8 seeds: from a fresh trainer to its programs compiled and
   nothing run (dd866c6: `jax.jit(jax.vmap(trainer.train))`, one program; now: the runner's programs,
   lab.experiment.execute.run_population's programs, compile_run);
-* `lab sweep sweeps/tiny.yaml`: the whole process (2 compile groups of 20 steps), the file as each
-  tree has it.
+* the same for one compile group of sweeps/tiny.yaml (its first: 2 learning rates x 2 seeds of 16-unit GRUs);
+* `lab sweep sweeps/tiny.yaml`: the whole process (2 compile groups of 20 steps: importing, compiling, training and
+  writing the results), the file as each tree has it.
 
 The earlier tree is `git archive`d into a temporary folder and imported from there (PYTHONPATH).
 Writes `benchmarks/results/against-<commit>-<machine>.json` (or `--out`).
@@ -69,13 +70,23 @@ def timed(tree: Path, args: list[str]) -> tuple[float, str]:
     return time.perf_counter() - start, out.stdout
 
 
-def measure(tree: Path, snippet: str) -> dict:
-    source, seconds = timed(tree, ["-c", snippet, "train.seeds=8"])[1].split()[-2:]
+# sweeps/tiny.yaml's first compile group (its base, agents.cell=gru): 2 cells (learning rates) x 2 seeds, one population
+TINY_GROUP = ["game.n_attributes=2", "game.n_values=3", "agents.hidden_size=16", "agents.embedding_size=8",
+              "agents.vocab_size=4", "agents.max_len=3", "train.steps=20", "train.eval_every=10", "train.batch_size=32",
+              "agents.cell=gru", "train.seeds=4"]
+
+
+def compile_seconds(tree: Path, snippet: str, overrides: list[str]) -> float:
+    source, seconds = timed(tree, ["-c", snippet, *overrides])[1].split()[-2:]
     assert Path(source).is_relative_to(tree), f"imported {source}, not the lab of {tree}"
-    compile_seconds = float(seconds)
+    return float(seconds)
+
+
+def measure(tree: Path, snippet: str) -> dict:
     sweep_seconds, _ = timed(tree, ["-m", "lab.cli", "sweep", "sweeps/tiny.yaml", "--quiet", "--overwrite",
                                     "--out", tempfile.mkdtemp(prefix="tiny-")])
-    return dict(default_run_compile_seconds=compile_seconds, tiny_sweep_seconds=sweep_seconds)
+    return dict(default_run_compile_seconds=compile_seconds(tree, snippet, ["train.seeds=8"]),
+                tiny_group_compile_seconds=compile_seconds(tree, snippet, TINY_GROUP), tiny_sweep_seconds=sweep_seconds)
 
 
 def main() -> None:
