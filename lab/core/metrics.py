@@ -84,15 +84,13 @@ def edit_distance_jax(a: jax.Array, b: jax.Array) -> jax.Array:
     return dist
 
 
-def average_ranks(x: jax.Array) -> jax.Array:
-    """`[P]` float: ranks from 0 with ties given their average rank (as scipy's rankdata).
-
-    Entries at +inf rank after every finite one and leave the finite entries' ranks as if they
-    were absent: that is how masked pairs are dropped.
-    """
-    x = jnp.asarray(x)
-    s = jnp.sort(x)
-    return (jnp.searchsorted(s, x, "left") + jnp.searchsorted(s, x, "right") - 1) / 2
+def integer_ranks(x: jax.Array, size: int, valid: jax.Array) -> jax.Array:
+    """`[P]` float: the ranks from 0 of `x [P]`, whole numbers in `0..size-1`, ties given their average rank (as
+    scipy's rankdata), among the `valid` entries (the others' ranks are meaningless). From a histogram, not a
+    sort: the entries below, plus half the other ties."""
+    counts = jnp.zeros(size, jnp.float32).at[x].add(valid.astype(jnp.float32))
+    below = jnp.cumsum(counts) - counts
+    return below[x] + (counts[x] - 1) / 2
 
 
 def pearson(x: jax.Array, y: jax.Array, w: jax.Array | None = None) -> jax.Array:
@@ -102,19 +100,6 @@ def pearson(x: jax.Array, y: jax.Array, w: jax.Array | None = None) -> jax.Array
     xc, yc = w * (x - jnp.sum(w * x) / n), w * (y - jnp.sum(w * y) / n)
     denom = jnp.sqrt(jnp.sum(xc * xc) * jnp.sum(yc * yc))
     return jnp.where(denom > 0, jnp.sum(xc * yc) / jnp.where(denom > 0, denom, 1.0), 0.0)
-
-
-def spearman(x: jax.Array, y: jax.Array, valid: jax.Array | None = None) -> jax.Array:
-    """Scalar: Spearman correlation with average ranks for ties (= scipy.stats.spearmanr), over the `valid` entries."""
-    # Average ranks of P entries have mean (P-1)/2, so centring by it is exact in float32 (ranks are
-    # half-integers): a constant vector gives exact zeros and the correlation exactly 0.0.
-    if valid is None:
-        mid = (jnp.shape(x)[0] - 1) / 2
-        return pearson(average_ranks(x).astype(jnp.float32) - mid, average_ranks(y).astype(jnp.float32) - mid)
-    w = valid.astype(jnp.float32)
-    mid = (jnp.sum(w) - 1) / 2
-    rank = lambda v: jnp.where(valid, average_ranks(jnp.where(valid, v.astype(jnp.float32), jnp.inf)), mid)  # noqa: E731
-    return pearson(rank(x) - mid, rank(y) - mid, w)
 
 
 def egg_messages(messages: jax.Array) -> jax.Array:
@@ -139,8 +124,13 @@ def topsim_jax(objects: jax.Array, messages: jax.Array, mask: jax.Array | None =
     messages = truncate_at_eos(messages) if padding == "content" else egg_messages(messages)
     object_distance = jnp.sum(objects[i] != objects[j], axis=-1)
     message_distance = edit_distance_jax(messages[i], messages[j])
-    valid = None if mask is None else mask[i] & mask[j]
-    return spearman(object_distance, message_distance, valid)
+    valid = jnp.ones(len(i), bool) if mask is None else mask[i] & mask[j]
+    x_rank, y_rank = (integer_ranks(d, size, valid) for d, size in ((object_distance, objects.shape[1] + 1),
+                                                                     (message_distance, messages.shape[1] + 1)))
+    # Spearman: Pearson of the ranks. Average ranks of P entries have mean (P-1)/2, so centring by it is exact in
+    # float32 (ranks are half-integers): a constant vector gives exact zeros and the correlation exactly 0.0.
+    mid = (jnp.sum(valid) - 1) / 2
+    return pearson(jnp.where(valid, x_rank, mid) - mid, jnp.where(valid, y_rank, mid) - mid, valid.astype(jnp.float32))
 
 
 TOPSIM_PADDING = ("content", "egg")
