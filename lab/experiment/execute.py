@@ -10,14 +10,17 @@ remaining evaluations repeat the last one.
 
 The population is laid out in groups (`layout`). On a CPU each device trains one run at a time: a call
 trains a group of one run a device, and the host calls the same compiled programs on every group in
-turn (dispatched without waiting, so the devices never idle between them). A population of any size
-then compiles what a population of two compiles, and every run trains alone (a vmap of one: with the
-unrolled training step, lab.core.agents, a vmap over a CPU device's runs is the slower layout: on a
-shared 2-core AMD EPYC, 2026-12-06, bare steps, 8 seeds ran at 34.2k games/s one run a device at a
-time, 29.6k two at a time, 24.9k as one vmap of 4 a device). On an accelerator a single call trains
-every run, the population padded to `size` runs (repeating the last; dropped from the result) so a
-smaller population reuses a bigger one's compiled call. A call's runs are split over its devices (as
-many as it has runs), each device's share its own program (`jax.shard_map`).
+turn (dispatched without waiting, so the devices do not idle between them). A population of any size
+then compiles what a population of two compiles, and a device's run is traced as one run, not as a
+batch of one (half the tracing time). With the unrolled training step (lab.core.agents) a vmap over a
+CPU device's runs is the slower layout: on a shared 2-core AMD EPYC (2026-12-06, bare steps) 8 seeds
+ran at 34.2k games/s one run a device at a time, 29.6k two at a time, 24.9k as one vmap of 4 a device.
+Against a `lax.map` over each device's runs inside one program, the default run's programs (8 seeds)
+compiled in 5.8-6.3 s instead of 8.0-8.3 s (cache off, the same machine and day; the groups, the
+tracing of one run and the init compiled with the other two at XLA level 0 together). On an
+accelerator a single call trains every run, the population padded to `size` runs (repeating the last;
+dropped from the result) so a smaller population reuses a bigger one's compiled call. A call's runs are
+split over its devices (as many as it has runs), each device's share its own program (`jax.shard_map`).
 
 On a CPU, `import lab` makes one JAX device per core (`split_cpu`), so the runs of a population
 train side by side, each core on its own share. With the unrolled step one seed alone already keeps
