@@ -55,8 +55,9 @@ def eval_sets(game: games.LewisGame, objects: dict[str, np.ndarray], groups: dic
     n = max(len(o) for o in objects.values())
     m = max(min(len(o), eval_size) for o in objects.values())
     sets = []
-    for seed, (split, objs) in enumerate(objects.items()):
-        episodes = jax.device_get(split_episodes(game, objs, seed))
+    every_split = jax.jit(lambda objs: [split_episodes(game, o, seed) for seed, o in enumerate(objs)])  # one compile
+    episodes_of = jax.device_get(every_split(list(objects.values())))
+    for seed, ((split, objs), episodes) in enumerate(zip(objects.items(), episodes_of)):
         subset = np.sort(np.random.default_rng(seed).permutation(len(objs))[:eval_size])
         sets.append(EvalSet(
             episodes=jax.tree.map(lambda leaf: _pad(np.asarray(leaf), n), episodes),
@@ -65,7 +66,9 @@ def eval_sets(game: games.LewisGame, objects: dict[str, np.ndarray], groups: dic
             subset_mask=np.arange(m) < len(subset),
             groups=_pad(np.asarray(groups[split], np.int32), n),
         ))
-    return jax.tree.map(lambda *leaves: jnp.asarray(np.stack(leaves)), *sets)
+    # on the device as they are, in JAX's dtypes (int32: numpy's int64 converted here, not by a compiled program)
+    stack = lambda *leaves: np.stack(leaves).astype(jax.dtypes.canonicalize_dtype(leaves[0].dtype))  # noqa: E731
+    return jax.tree.map(lambda *leaves: jax.device_put(stack(*leaves)), *sets)
 
 
 def _mean(values: jax.Array, mask: jax.Array) -> jax.Array:
