@@ -175,11 +175,6 @@ class Lowered(NamedTuple):
         """Compiled with XLA's `options` (e.g. `{"xla_backend_optimization_level": 0}`) over those of XLA_FLAGS."""
         return Program(self.lowered.compile(options), self.out_tree)
 
-    @property
-    def out_info(self):
-        """The outputs' shapes, dtypes and shardings (`jax.ShapeDtypeStruct`s)."""
-        return jax.tree.unflatten(self.out_tree, self.lowered.out_info)
-
 
 class Program:
     """A compiled program over the leaves of its arguments (`lower`), called with pytrees: `program(*args)`."""
