@@ -194,20 +194,19 @@ def run_population(trainer: Trainer, keys: jax.Array, hparams, size: int | None 
         every_run_stopped = (stop and index < trainer.n_evals
                              and all(np.all(stopped) for stopped in jax.device_get([s.stopped for s in states])))
         if index < trainer.n_evals and not every_run_stopped:
-            index_ = jnp.asarray(index, jnp.int32)
-            states, batch = zip(*(steps(*group, index_, hp) for group, hp in zip(zip(states, keys), hparams)))
+            at = jnp.asarray(index, jnp.int32)
+            states, batch = zip(*(steps(state, key, at, hp) for state, key, hp in zip(states, keys, hparams)))
         else:  # after the last evaluation, or every run frozen: no steps, and no step statistics
             batch = [jax.tree.map(lambda s: np.full(s.shape, np.nan, s.dtype), steps.out_info[1])] * len(states)
         history.append(lay.join([dict(m, batch=b) for m, b in zip(metrics, batch)]))
-        if on_block is not None:
-            on_block(index, states[0] if len(states) == 1 else lay.join(states), history[-1])
         if every_run_stopped:
             # the later evaluations repeat this one, as the pure function's do (the same state and evaluation key)
             history += [history[-1]] * (trainer.n_evals - index)
-            if on_block is not None:
-                state = states[0] if len(states) == 1 else lay.join(states)
-                for later in range(index + 1, trainer.n_evals + 1):
-                    on_block(later, state, history[later])
+        if on_block is not None:
+            state = states[0] if len(states) == 1 else lay.join(states)
+            for block in range(index, len(history)):  # this block, and the repeated ones when every run stopped
+                on_block(block, state, history[block])
+        if every_run_stopped:
             break
     history = jax.tree.map(lambda *evals: np.stack(evals, axis=1), *history)  # [runs, n_evals + 1, ...]
     history = shift_batch(history, axis=1)
