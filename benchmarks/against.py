@@ -46,9 +46,7 @@ print(time.perf_counter() - start)
 
 COMPILE_NOW = """
 import sys, time
-import jax
 from lab import hparams_from_config, load, make_trainer, seed_keys
-from lab.experiment import cache
 from lab.experiment.execute import compile_run, layout
 import lab
 print(lab.__file__)

@@ -4,12 +4,12 @@ A game is one (object, message, guess) training sample: sender and receiver forw
 Measured on the default reconstruction config (EGG's basic game: K=4, V=4, GRU 128, embedding 32,
 vocabulary 10, max_len 5, batch 512, REINFORCE) unless overrides say otherwise. Four measurements:
 
-* compile: first-call compile (tracing included), persistent cache off, of one block's optimizer
-  steps (`eval_every` steps in a scan, no evaluation), bare (only the accuracy kept: XLA drops the
-  other step statistics) and as the run has them (`Trainer.steps`, every statistic kept), and of the
-  whole run's programs as `lab run` compiles them (the evaluation and those steps, two programs
-  compiled at once: lab.experiment.execute.compile_block): the whole run's against the run's own
-  steps is what the evaluation adds;
+* compile: first-call compile (tracing included), persistent cache off, each in a fresh process, of
+  one block's optimizer steps (`eval_every` steps in a scan, no evaluation), bare (only the accuracy
+  kept: XLA drops the other step statistics) and as the run has them (`Trainer.steps`, every statistic
+  kept), of the whole run's two block programs (the evaluation and those steps, compiled at once:
+  lab.experiment.execute.compile_block), and of those with the init, as `lab run` compiles them
+  (compile_run): the whole run's against the run's own steps is what the evaluation adds;
 * throughput: steady games/s of bare optimizer steps for populations of 1, 8, 32, 128 seeds
   (laid out as `lab run` lays them out: on a CPU, calls of one run per device, a device per core), against
   EGG's games/s on a 2-core CPU: 8.9k in ../shared/science/egg.md (an AMD EPYC), 5.3k as issue 10 quotes it
@@ -46,7 +46,7 @@ import pandas as pd  # noqa: E402
 from lab import config as lab_config  # noqa: E402
 from lab import hparams_from_config, make_trainer, seed_keys  # noqa: E402
 from lab.core.trainer import Trainer  # noqa: E402
-from lab.experiment.execute import block_programs, by_device, compile_block, layout  # noqa: E402
+from lab.experiment.execute import block_programs, by_device, compile_block, compile_run, layout  # noqa: E402
 
 # EGG's basic reconstruction game, REINFORCE, batch 512, games/s of its training pass. Neither was measured on the machine
 # this benchmark runs on: the ratios compare machines (benchmarks/egg.py times EGG side by side).
@@ -82,32 +82,47 @@ def bare_steps(trainer: Trainer, steps: int, **jit_options):
                                   (jax.random.split(key, steps), jnp.arange(steps)))
         return state, aux["accuracy"]
 
-    return jax.jit(jax.vmap(trainer.init), **jit_options), jax.jit(by_device(run, jit_options.get("out_shardings")), **jit_options)
+    steps_of_group = by_device(run, jit_options.get("out_shardings"))
+    return jax.jit(jax.vmap(trainer.init), **jit_options), jax.jit(steps_of_group, **jit_options)
 
 
-def compile_seconds(fn, *args) -> float:
-    """Trace, lower and compile `fn` on `args`."""
-    start = time.perf_counter()
-    fn.lower(*args).compile()
-    return time.perf_counter() - start
+COMPILES = ("bare", "steps", "whole", "whole_with_init")
 
 
-def compile_times(config) -> dict:
-    """Cold compiles, one seed, of one block's optimizer steps: bare (only the accuracy kept) and as the run has them
-    (`Trainer.steps`, every step statistic kept), and of the whole run's two programs (compile_block): `ratio` is
-    the whole run's against the run's own steps, `ratio_to_bare` against the bare steps."""
-    config = lab_config.replace(config, **{"train.seeds": 1})
+def compile_one(what: str, overrides: list[str]) -> float:
+    """Seconds to trace, lower and compile one of COMPILES, one seed, in this process: `bare` (one block's optimizer
+    steps, only the accuracy kept), `steps` (as the run has them, `Trainer.steps`), `whole` (the evaluation and those
+    steps, compile_block) or `whole_with_init` (those and the init, compile_run: what `lab run` compiles)."""
+    config = lab_config.load(overrides=[*overrides, "train.seeds=1"])
     trainer = make_trainer(config)
     keys, hparams = seed_keys(config), hparams_from_config(config, 1)
     state = jax.eval_shape(jax.vmap(lambda key, hp: trainer.init(trainer.run_keys(key)[0], hp)), keys, hparams)
-    bare = compile_seconds(bare_steps(trainer, config.train.eval_every)[1], state, keys, hparams)
     start = time.perf_counter()
-    compile_block(trainer, state, keys, hparams)
-    whole = time.perf_counter() - start
-    # compiled last: reusing compile_block's program would make it look cheaper and the ratio larger, not smaller
-    steps = compile_seconds(jax.jit(block_programs(trainer)[1], donate_argnums=0), state, keys, jnp.int32(0), hparams)
-    return dict(bare_steps_seconds=bare, run_steps_seconds=steps, whole_run_seconds=whole, ratio=whole / steps,
-                ratio_to_bare=whole / bare)
+    if what == "bare":
+        bare_steps(trainer, config.train.eval_every)[1].lower(state, keys, hparams).compile()
+    elif what == "steps":
+        jax.jit(block_programs(trainer)[1], donate_argnums=0).lower(state, keys, jnp.int32(0), hparams).compile()
+    elif what == "whole":
+        compile_block(trainer, state, keys, hparams)
+    else:
+        compile_run(trainer, keys, hparams)
+    return time.perf_counter() - start
+
+
+def compile_times(overrides: list[str], rounds: int = 2) -> dict:
+    """compile_one of each of COMPILES, each in a fresh process (in one process a later compile finds JAX's caches warm
+    and looks cheaper), `rounds` alternating rounds, the best of each: `ratio` is the whole run's against the run's
+    own steps, `ratio_to_bare` against the bare steps, `ratio_with_init_to_bare` the init included."""
+    seconds = {what: [] for what in COMPILES}
+    for _ in range(rounds):
+        for what in COMPILES:
+            out = subprocess.run([sys.executable, __file__, "--compile-one", what, *overrides], check=True, cwd=ROOT,
+                                 capture_output=True, text=True).stdout
+            seconds[what].append(float(out.split()[-1]))
+    bare, steps, whole, with_init = (min(seconds[what]) for what in COMPILES)
+    return dict(bare_steps_seconds=bare, run_steps_seconds=steps, whole_run_seconds=whole,
+                whole_run_with_init_seconds=with_init, ratio=whole / steps, ratio_to_bare=whole / bare,
+                ratio_with_init_to_bare=with_init / bare, rounds=seconds)
 
 
 def games_per_second(config, population: int, steps: int, repeats: int | None = None) -> dict:
@@ -188,16 +203,19 @@ def main() -> None:
     parser.add_argument("--populations", type=int, nargs="+", default=[1, 8, 32, 128])
     parser.add_argument("--steps", type=int, default=50, help="optimizer steps timed per population")
     parser.add_argument("--out", default=None, help="default: benchmarks/results/<machine>.json")
+    parser.add_argument("--compile-one", choices=COMPILES, help="only print compile_one's seconds (compile_times)")
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. train.mode=gumbel")
     args = parser.parse_args()
+    if args.compile_one:
+        print(compile_one(args.compile_one, args.overrides))
+        return
     config = lab_config.load(overrides=args.overrides)
     result = dict(machine=machine(), date=time.strftime("%Y-%m-%d"), overrides=args.overrides)
 
-    result["compile"] = compile_times(config)
-    c = result["compile"]
+    result["compile"] = c = compile_times(args.overrides)
     print(f"compile, one seed: bare steps {c['bare_steps_seconds']:.1f} s, the run's steps {c['run_steps_seconds']:.1f} s, "
-          f"whole run {c['whole_run_seconds']:.1f} s (x{c['ratio']:.2f} the run's steps, x{c['ratio_to_bare']:.2f} bare)",
-          flush=True)
+          f"whole run {c['whole_run_seconds']:.1f} s (x{c['ratio']:.2f} the run's steps, x{c['ratio_to_bare']:.2f} bare), "
+          f"with the init {c['whole_run_with_init_seconds']:.1f} s (x{c['ratio_with_init_to_bare']:.2f} bare)", flush=True)
 
     rows = []
     for population in args.populations:
