@@ -9,7 +9,8 @@ vocabulary 10, max_len 5, batch 512, REINFORCE) unless overrides say otherwise. 
   kept: XLA drops the other step statistics) and as the run has them (`Trainer.steps`, every statistic
   kept), of the whole run's two block programs (the evaluation and those steps, compiled at once:
   lab.experiment.execute.compile_block), and of those with the init, as `lab run` compiles them
-  (compile_run): the whole run's against the run's own steps is what the evaluation adds;
+  (compile_run), against the bare steps with the init compiled beside them: the whole run's against the
+  run's own steps is what the evaluation adds;
 * throughput: steady games/s of bare optimizer steps for populations of 1, 8, 32, 128 seeds
   (laid out as `lab run` lays them out: on a CPU, calls of one run per device, a device per core), against
   EGG's games/s on a 2-core CPU: 8.9k in ../shared/science/egg.md (an AMD EPYC), 5.3k as issue 10 quotes it
@@ -35,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 os.environ.setdefault("LAB_CACHE", "off")  # cold compiles here; the rerun measurement sets its own folder
@@ -46,7 +48,8 @@ import pandas as pd  # noqa: E402
 from lab import config as lab_config  # noqa: E402
 from lab import hparams_from_config, make_trainer, seed_keys  # noqa: E402
 from lab.core.trainer import Trainer  # noqa: E402
-from lab.experiment.execute import block_programs, by_device, compile_block, compile_run, layout  # noqa: E402
+from lab.experiment.cache import paused_gc  # noqa: E402
+from lab.experiment.execute import block_programs, by_device, compile_block, compile_run, init_options, layout  # noqa: E402
 
 # EGG's basic reconstruction game, REINFORCE, batch 512, games/s of its training pass. Neither was measured on the machine
 # this benchmark runs on: the ratios compare machines (benchmarks/egg.py times EGG side by side).
@@ -86,43 +89,51 @@ def bare_steps(trainer: Trainer, steps: int, **jit_options):
     return jax.jit(jax.vmap(trainer.init), **jit_options), jax.jit(steps_of_group, **jit_options)
 
 
-COMPILES = ("bare", "steps", "whole", "whole_with_init")
+COMPILES = ("bare", "bare_with_init", "steps", "whole", "whole_with_init")
 
 
 def compile_one(what: str, overrides: list[str]) -> float:
     """Seconds to trace, lower and compile one of COMPILES, one seed, in this process: `bare` (one block's optimizer
-    steps, only the accuracy kept), `steps` (as the run has them, `Trainer.steps`), `whole` (the evaluation and those
-    steps, compile_block) or `whole_with_init` (those and the init, compile_run: what `lab run` compiles)."""
+    steps, only the accuracy kept), `bare_with_init` (those and the init beside them), `steps` (as the run has them,
+    `Trainer.steps`), `whole` (the evaluation and those steps, compile_block) or `whole_with_init` (those and the
+    init, compile_run: what `lab run` compiles)."""
     config = lab_config.load(overrides=[*overrides, "train.seeds=1"])
     trainer = make_trainer(config)
     keys, hparams = seed_keys(config), hparams_from_config(config, 1)
     state = jax.eval_shape(jax.vmap(lambda key, hp: trainer.init(trainer.run_keys(key)[0], hp)), keys, hparams)
     start = time.perf_counter()
-    if what == "bare":
-        bare_steps(trainer, config.train.eval_every)[1].lower(state, keys, hparams).compile()
-    elif what == "steps":
-        jax.jit(block_programs(trainer)[1], donate_argnums=0).lower(state, keys, jnp.int32(0), hparams).compile()
-    elif what == "whole":
-        compile_block(trainer, state, keys, hparams)
-    else:
-        compile_run(trainer, keys, hparams)
+    with paused_gc():  # as compile_block and compile_run compile
+        if what == "bare":
+            bare_steps(trainer, config.train.eval_every)[1].lower(state, keys, hparams).compile()
+        elif what == "bare_with_init":  # the init compiled beside them, as compile_run compiles it
+            init, bare = bare_steps(trainer, config.train.eval_every)
+            with ThreadPoolExecutor(2) as pool:
+                steps = pool.submit(bare.lower(state, keys, hparams).compile)
+                pool.submit(init.lower(keys, hparams).compile, init_options()).result()
+                steps.result()
+        elif what == "steps":
+            jax.jit(block_programs(trainer)[1], donate_argnums=0).lower(state, keys, jnp.int32(0), hparams).compile()
+        elif what == "whole":
+            compile_block(trainer, state, keys, hparams)
+        else:
+            compile_run(trainer, keys, hparams)
     return time.perf_counter() - start
 
 
 def compile_times(overrides: list[str], rounds: int = 2) -> dict:
     """compile_one of each of COMPILES, each in a fresh process (in one process a later compile finds JAX's caches warm
     and looks cheaper), `rounds` alternating rounds, the best of each: `ratio` is the whole run's against the run's
-    own steps, `ratio_to_bare` against the bare steps, `ratio_with_init_to_bare` the init included."""
+    own steps, `ratio_to_bare` against the bare steps, `ratio_with_init_to_bare_with_init` both with the init."""
     seconds = {what: [] for what in COMPILES}
     for _ in range(rounds):
         for what in COMPILES:
             out = subprocess.run([sys.executable, __file__, "--compile-one", what, *overrides], check=True, cwd=ROOT,
                                  capture_output=True, text=True).stdout
             seconds[what].append(float(out.split()[-1]))
-    bare, steps, whole, with_init = (min(seconds[what]) for what in COMPILES)
-    return dict(bare_steps_seconds=bare, run_steps_seconds=steps, whole_run_seconds=whole,
-                whole_run_with_init_seconds=with_init, ratio=whole / steps, ratio_to_bare=whole / bare,
-                ratio_with_init_to_bare=with_init / bare, rounds=seconds)
+    bare, bare_with_init, steps, whole, with_init = (min(seconds[what]) for what in COMPILES)
+    return dict(bare_steps_seconds=bare, bare_steps_with_init_seconds=bare_with_init, run_steps_seconds=steps,
+                whole_run_seconds=whole, whole_run_with_init_seconds=with_init, ratio=whole / steps,
+                ratio_to_bare=whole / bare, ratio_with_init_to_bare_with_init=with_init / bare_with_init, rounds=seconds)
 
 
 def games_per_second(config, population: int, steps: int, repeats: int | None = None) -> dict:
@@ -215,7 +226,8 @@ def main() -> None:
     result["compile"] = c = compile_times(args.overrides)
     print(f"compile, one seed: bare steps {c['bare_steps_seconds']:.1f} s, the run's steps {c['run_steps_seconds']:.1f} s, "
           f"whole run {c['whole_run_seconds']:.1f} s (x{c['ratio']:.2f} the run's steps, x{c['ratio_to_bare']:.2f} bare), "
-          f"with the init {c['whole_run_with_init_seconds']:.1f} s (x{c['ratio_with_init_to_bare']:.2f} bare)", flush=True)
+          f"with the init {c['whole_run_with_init_seconds']:.1f} s (x{c['ratio_with_init_to_bare_with_init']:.2f} bare steps "
+          f"with the init, {c['bare_steps_with_init_seconds']:.1f} s)", flush=True)
 
     rows = []
     for population in args.populations:

@@ -108,18 +108,21 @@ def prefix_levels(messages: jax.Array, vocab_size: int) -> list[tuple[jax.Array,
     `symbol [size]` that last symbol, `size)`.
     """
     n, max_len = messages.shape
+    sizes = [min(vocab_size**t, n) for t in range(max_len)]
     order = jnp.lexsort(messages.T[::-1])  # lexicographic order: equal prefixes are contiguous
     ranked = messages[order]
-    levels, previous = [], jnp.zeros(n, jnp.int32)
-    for t in range(max_len):
-        size = min(vocab_size**t, n)
-        first = jnp.concatenate([jnp.ones(1, bool), jnp.any(ranked[1:, :t] != ranked[:-1, :t], axis=1)])
-        node = jnp.zeros(n, jnp.int32).at[order].set(jnp.cumsum(first) - 1)
-        parent = jnp.zeros(size, jnp.int32).at[node].set(previous)
-        symbol = jnp.zeros(size, jnp.int32).at[node].set(messages[:, t - 1] if t else 0)
-        levels.append((node, parent, symbol, size))
-        previous = node
-    return levels
+    # every level at once: a sorted message starts a new prefix of length t when it differs from the one before in
+    # its first t symbols (the first message starts every level's first prefix)
+    differs = jnp.cumsum(ranked[1:] != ranked[:-1], axis=1) > 0  # [n - 1, T]: within the first t + 1 symbols
+    first = jnp.concatenate([jnp.zeros((n - 1, 1), bool), differs[:, :-1]], axis=1)
+    first = jnp.concatenate([jnp.ones((1, max_len), bool), first])  # [n, T]
+    node = jnp.zeros((n, max_len), jnp.int32).at[order].set(jnp.cumsum(first, axis=0, dtype=jnp.int32) - 1)
+    previous = jnp.concatenate([jnp.zeros((n, 1), jnp.int32), node[:, :-1]], axis=1)  # [n, T] the prefix one shorter
+    last = jnp.concatenate([jnp.zeros((n, 1), messages.dtype), messages[:, :-1]], axis=1)  # its last symbol
+    level = jnp.broadcast_to(jnp.arange(max_len), (n, max_len))
+    parent = jnp.zeros((max_len, max(sizes)), jnp.int32).at[level, node].set(previous)
+    symbol = jnp.zeros((max_len, max(sizes)), jnp.int32).at[level, node].set(last)
+    return [(node[:, t], parent[t, :size], symbol[t, :size], size) for t, size in enumerate(sizes)]
 
 
 def in_row_blocks(fn, rows: int, *arrays):

@@ -41,13 +41,12 @@ def adam_step(grads, opt_state, params, played: jax.Array | None):
 
 def adam_statistics(updates, opt_state, lr: jax.Array) -> tuple[jax.Array, jax.Array]:
     """(||update|| / lr, mean sqrt(v_hat)) of the first member: how large Adam's steps are relative to its rate."""
-    first = lambda tree: jax.tree.map(lambda leaf: leaf[0], tree)  # noqa: E731
-    norm = jnp.sqrt(sum(jnp.sum(u**2) for u in jax.tree.leaves(first(updates)))) / lr
-    adam = first(opt_state).inner_state[0]
-    count = adam.count.astype(jnp.float32)
-    b2 = first(opt_state).hyperparams["b2"]
-    leaves = jax.tree.leaves(adam.nu)
-    root = sum(jnp.sum(jnp.sqrt(v / (1.0 - b2**count))) for v in leaves) / sum(v.size for v in leaves)
+    first = lambda tree: jnp.concatenate([leaf[0].ravel() for leaf in jax.tree.leaves(tree)])  # noqa: E731
+    norm = jnp.sqrt(jnp.sum(first(updates) ** 2)) / lr
+    adam = opt_state.inner_state[0]
+    count = adam.count[0].astype(jnp.float32)
+    b2 = opt_state.hyperparams["b2"][0]
+    root = jnp.mean(jnp.sqrt(first(adam.nu) / (1.0 - b2**count)))
     return norm, root
 
 

@@ -41,7 +41,7 @@ from lab.core import population as pop
 from lab.core.spec import Spec
 from lab.core.components import Components
 from lab.core.estimators import Context
-from lab.core.evaluate import eval_sets, evaluate
+from lab.core.evaluate import Ravel, eval_sets, evaluate
 from lab.core.hparams import Hparams
 from lab.core.optim import adam_init, adam_statistics, adam_step, learning_rates
 from lab.core.rollout import rollout
@@ -297,8 +297,14 @@ class Trainer:
                 summary = jax.tree.map(lambda v: jnp.where(state.stopped, jnp.nan, v), summary)
             return new, summary
 
-        state, summaries = jax.lax.scan(step, state, (jax.random.split(key, every), steps))
-        return state, jax.tree.map(lambda v: jnp.mean(v, axis=0), summaries)
+        ravel = Ravel()
+
+        def packed(state, xs):  # the statistics as one vector (Ravel)
+            state, summary = step(state, xs)
+            return state, ravel(summary)
+
+        state, flats = jax.lax.scan(packed, state, (jax.random.split(key, every), steps))
+        return state, ravel.unravel(jnp.mean(flats, axis=0))
 
     def checkpoint(self, state: TrainState, key: jax.Array) -> tuple[TrainState, dict]:
         """The evaluation before a block: `(state, metrics)`, with early stopping decided (`train.stop_accuracy`).

@@ -30,7 +30,9 @@ file; a file that does not load is made again.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -163,6 +165,19 @@ def lower(fn, args: tuple, fingerprint: str | None, donate_argnums: tuple = (), 
         return Lowered(jax.jit(flat, donate_argnums=donated, **jit_options).lower(*leaves), out_trees[-1])
     exported, out_tree = loaded
     return Lowered(jax.jit(exported.call, donate_argnums=donated, **jit_options).lower(*leaves), out_tree)
+
+
+@contextlib.contextmanager
+def paused_gc():
+    """Python's cycle collector off inside (compile_run): tracing allocates many containers, and the collections they
+    set off took 0.25 s of the default run's 3.7 s compile (one seed, 2-core AMD EPYC, 2026-12-06)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class Lowered(NamedTuple):
