@@ -126,7 +126,7 @@ def evaluate_split(agents: Agents, kind: str, n_values: int, n_groups: int, es: 
         log_pihat = None
         messages = jax.tree.map(_stack, greedy, sampled)
         if kind == "reconstruction":
-            log_pi = ideal.message_log_probs(sender, targets[es.subset], sampled.symbols[es.subset])
+            log_pi = ideal.message_log_probs(sender, targets[es.subset], sampled.symbols[es.subset], objects_mask=sub_mask)
             log_pihat = ideal.log_pihat(log_pi, sub_mask)
             speaker["l_info"] = -_mean(log_pihat, sub_mask)
 

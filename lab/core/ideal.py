@@ -135,7 +135,8 @@ def in_row_blocks(fn, rows: int, *arrays):
     return jax.tree.map(lambda o: o.reshape(n_blocks * rows, *o.shape[2:])[:n], out)
 
 
-def message_log_probs(sender: Sender, objects: jax.Array, messages: jax.Array, max_pairs: int = MAX_PAIRS) -> jax.Array:
+def message_log_probs(sender: Sender, objects: jax.Array, messages: jax.Array, max_pairs: int = MAX_PAIRS,
+                      objects_mask: jax.Array | None = None) -> jax.Array:
     """A `[n_messages, n_objects]`, A_ij = log pi(m_i|x_j): every message teacher-forced under every object.
 
     `objects: [n_objects, K]`, `messages: [n_messages, max_len]`. The sender's decoder runs once
@@ -144,7 +145,8 @@ def message_log_probs(sender: Sender, objects: jax.Array, messages: jax.Array, m
     Objects go in blocks (`lax.map`) of at most `max_pairs` (prefix, object) pairs, so memory
     stays bounded as n grows. The recurrent matmul `h @ W_hidden` is computed once per prefix and shared by its
     children (level sizes 1, 10, 100, 205, 205: 317 rows of it instead of 521). Same values as `sender.log_prob` on
-    every pair (tested).
+    every pair (tested). `objects_mask [n_objects]`: a block of objects all outside it is not computed (its columns
+    are 0): the padding of a small split, evaluated at the size of a larger one (lab.core.evaluate), costs nothing.
     """
     n_messages = messages.shape[0]
     levels = prefix_levels(messages, sender.vocab_size)
@@ -165,7 +167,11 @@ def message_log_probs(sender: Sender, objects: jax.Array, messages: jax.Array, m
             out = out + jnp.where(live[:, t, None], picked, 0.0)
         return out.T
 
-    return in_row_blocks(block, max(1, max_pairs // widest), objects).T
+    if objects_mask is None:
+        return in_row_blocks(block, max(1, max_pairs // widest), objects).T
+    skip = lambda block_objects: jnp.zeros((block_objects.shape[0], n_messages))  # noqa: E731
+    return in_row_blocks(lambda o, m: jax.lax.cond(jnp.any(m), block, skip, o), max(1, max_pairs // widest),
+                         objects, objects_mask).T
 
 
 def ideal_log_pihat(sender: Sender, objects: jax.Array, log_prior: jax.Array, own: jax.Array, symbols: jax.Array,

@@ -204,6 +204,13 @@ def test_message_log_probs_is_every_pair_teacher_forced(cell):
     np.testing.assert_allclose(blocks, pairs, atol=1e-5)
     assert float(blocks[2, 3]) == pytest.approx(float(one), abs=1e-5)
 
+    # a mask: blocks of objects all outside it are skipped (zero columns); the others are the same pairs
+    mask = jnp.array([True, False, False, False, False, True, False])  # blocks {0, 1} {2, 3} {4, 5} {6, pad}
+    messages = sender.sample(objects[:5], jax.random.key(1)).symbols
+    masked = jax.jit(lambda o, m: analysis.message_log_probs(sender, o, messages, max_pairs=10, objects_mask=m))(objects, mask)
+    np.testing.assert_allclose(masked[:, [0, 1, 4, 5, 6]], pairs[:, [0, 1, 4, 5, 6]], atol=1e-5)  # the pad repeats object 0
+    assert np.all(np.asarray(masked[:, [2, 3]]) == 0.0)
+
 
 def test_teacher_forcing_resumes_where_it_stopped():
     from flax import nnx
