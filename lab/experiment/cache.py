@@ -15,8 +15,8 @@ of 3.5-4.5 s (8 seeds, 2-core EPYC), and the steps run no slower (one seed 17.7k
 that run). It turns off LLVM's loop unrolling and SLP vectorizer in XLA's kernels (backend extra options): the
 default run's programs (8 seeds) compile in 4.8-5.5 s instead of 5.7-6.2 s (4 alternating rounds, 2-core AMD EPYC,
 2026-12-06), and the steps and the evaluation run as fast (one seed's steps 28.5-31.2k games/s against 29.1-30.2k,
-3 rounds each). It hands XLA's elementwise and reduction fusions to the YNNPACK library, as it does the matmuls
-(`xla_cpu_experimental_ynn_fusion_type`): fewer kernels for LLVM to compile (the default steps 341 -> 251, the
+3 rounds each). With jaxlib 0.10 (`YNN_JAXLIB`) it hands XLA's elementwise and reduction fusions to the YNNPACK
+library, as it does the matmuls (`YNN_FUSIONS`): fewer kernels for LLVM to compile (the default steps 341 -> 251, the
 evaluation 203 -> 197) and one seed's steps run 15-20% faster (36.9-37.7k games/s against 29.9-32.6k, 3 alternating
 rounds, 2-core AMD EPYC, 2026-12-06); runs differ from before in their last digits. The flags are `QUICK_COMPILES`. It does nothing when `XLA_FLAGS` already names an
 optimisation level (yours wins), when JAX has already started (too late), or when a CUDA plugin is
@@ -41,6 +41,7 @@ import importlib.metadata
 import importlib.util
 import os
 import pickle
+import re
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -51,8 +52,11 @@ DEFAULT = Path.home() / ".cache" / "lewis-lab" / "jax"
 OFF = ("off", "0", "false", "no", "none", "")
 QUICK_COMPILES = ("--xla_backend_optimization_level=1 --xla_llvm_disable_expensive_passes=true "
                   "--xla_cpu_use_fusion_emitters=false "
-                  "--xla_backend_extra_options=xla_cpu_disable_slp_vectorizer,xla_cpu_disable_loop_unrolling "
-                  "--xla_cpu_experimental_ynn_fusion_type=dot,eltwise,reduce")
+                  "--xla_backend_extra_options=xla_cpu_disable_slp_vectorizer,xla_cpu_disable_loop_unrolling")
+# an experimental flag: added only for the jaxlib versions it was tested with (XLA stops a process on a flag it does
+# not know, and an experimental one may be renamed)
+YNN_FUSIONS = "--xla_cpu_experimental_ynn_fusion_type=dot,eltwise,reduce"
+YNN_JAXLIB = ((0, 10, 2), (0, 11))  # from, up to (excluded)
 
 
 def folder() -> Path | None:
@@ -87,8 +91,14 @@ def quick_compiles() -> bool:
     flags = os.environ.get("XLA_FLAGS", "")
     if "xla_backend_optimization_level" in flags or xla_bridge.backends_are_initialized() or gpu_plugin():
         return False
-    os.environ["XLA_FLAGS"] = f"{flags} {QUICK_COMPILES}".strip()
+    ynn = YNN_JAXLIB[0] <= _version("jaxlib") < YNN_JAXLIB[1]
+    os.environ["XLA_FLAGS"] = " ".join([flags, QUICK_COMPILES, YNN_FUSIONS if ynn else ""]).strip()
     return True
+
+
+def _version(package: str) -> tuple[int, ...]:
+    """`(major, minor, patch)` of an installed package (`0.10.2.dev1` -> `(0, 10, 2)`)."""
+    return tuple(int(re.match(r"\d+", part).group()) for part in importlib.metadata.version(package).split(".")[:3])
 
 
 # -- lowered programs kept with jax.export (module doc) -------------------------------------------

@@ -66,3 +66,27 @@ def test_a_bad_device_count_is_a_clear_error():
     proc = layout(LAB_CPU_DEVICES="two")
     assert proc.returncode != 0
     assert "LAB_CPU_DEVICES='two': expected a positive whole number" in proc.stderr
+
+
+def test_packed_outputs_unpack_to_the_same_tree_bit_for_bit():
+    import pickle
+
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from lab.experiment.execute import Packed
+
+    tree = {"loss": jnp.float32(0.25), "split": {"counts": jnp.arange(-2, 2, dtype=jnp.int32),
+                                                 "stopped": jnp.array([True, False]),
+                                                 "odd": jnp.array([np.nan, -np.inf, 1e-45], jnp.float32)}}
+    runs = jax.tree.map(lambda a: jnp.stack([a, a]), tree)
+    packed = jax.device_get(jax.jit(jax.vmap(Packed.of))(runs))  # [2 runs, 10]
+    assert packed.vector.shape == (2, 10)
+    # the tree and dtypes travel in the output tree, as the export cache keeps it
+    treedef = pickle.loads(pickle.dumps(jax.tree.structure(packed)))
+    out = jax.tree.unflatten(treedef, [packed.vector]).unpack()
+    assert jax.tree.structure(out) == jax.tree.structure(runs)
+    for got, want in zip(jax.tree.leaves(out), jax.tree.leaves(runs)):
+        assert got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_array_equal(np.ascontiguousarray(got).view(np.uint8), np.asarray(want).view(np.uint8))
