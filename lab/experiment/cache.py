@@ -15,12 +15,12 @@ of 3.5-4.5 s (8 seeds, 2-core EPYC), and the steps run no slower (one seed 17.7k
 that run). It turns off LLVM's loop unrolling and SLP vectorizer in XLA's kernels (backend extra options): the
 default run's programs (8 seeds) compile in 4.8-5.5 s instead of 5.7-6.2 s (4 alternating rounds, 2-core AMD EPYC,
 2026-12-06), and the steps and the evaluation run as fast (one seed's steps 28.5-31.2k games/s against 29.1-30.2k,
-3 rounds each). With jaxlib 0.10 (`YNN_JAXLIB`) it hands XLA's elementwise and reduction fusions to the YNNPACK
-library, as it does the matmuls (`YNN_FUSIONS`): fewer kernels for LLVM to compile (the default steps 341 -> 251, the
-evaluation 203 -> 197) and one seed's steps run 15-20% faster (36.9-37.7k games/s against 29.9-32.6k, 3 alternating
-rounds, 2-core AMD EPYC, 2026-12-06); runs differ from before in their last digits. The flags are `QUICK_COMPILES`. It does nothing when `XLA_FLAGS` already names an
-optimisation level (yours wins), when JAX has already started (too late), or when a CUDA plugin is
-installed (the flags are for CPU code).
+3 rounds each). The flags are `QUICK_COMPILES`. With jaxlib 0.10 (`YNN_JAXLIB`) it also hands XLA's elementwise
+and reduction fusions to the YNNPACK library, as XLA does the matmuls (`YNN_FUSIONS`): fewer kernels for LLVM to
+compile (the default steps 341 -> 251, the evaluation 203 -> 197) and one seed's steps 15-20% faster (36.9-37.7k
+games/s against 29.9-32.6k, 3 alternating rounds, 2-core AMD EPYC, 2026-12-06); runs differ from before in their last
+digits. It does nothing when `XLA_FLAGS` already names an optimisation level (yours wins), when JAX has already
+started (too late), or when a CUDA plugin is installed (the flags are for CPU code).
 
 Finding a cached program still costs its tracing and lowering (1.3-1.5 s for each of a run's two
 programs, one seed, 2-core Xeon). `lower(fn, args, fingerprint)` keeps the lowered program itself, through
