@@ -54,7 +54,7 @@ QUICK_COMPILES = ("--xla_backend_optimization_level=1 --xla_llvm_disable_expensi
                   "--xla_cpu_use_fusion_emitters=false "
                   "--xla_backend_extra_options=xla_cpu_disable_slp_vectorizer,xla_cpu_disable_loop_unrolling")
 # an experimental flag: added only for the jaxlib versions it was tested with (XLA stops a process on a flag it does
-# not know, and an experimental one may be renamed)
+# not know, and an experimental one may be renamed; pyproject asks for jax 0.10.2 or later)
 YNN_FUSIONS = "--xla_cpu_experimental_ynn_fusion_type=dot,eltwise,reduce"
 YNN_JAXLIB = ((0, 10, 2), (0, 11))  # from, up to (excluded)
 
