@@ -200,6 +200,11 @@ class Lowered(NamedTuple):
     lowered: Any
     out_tree: Any
 
+    @property
+    def out_info(self):
+        """The outputs' shapes and dtypes (`jax.ShapeDtypeStruct`s), in the tree of `fn`'s outputs."""
+        return jax.tree.unflatten(self.out_tree, self.lowered.out_info)
+
     def compile(self, options: dict | None = None) -> Program:
         """Compiled with XLA's `options` (e.g. `{"xla_backend_optimization_level": 0}`) over those of XLA_FLAGS."""
         return Program(self.lowered.compile(options), self.out_tree)

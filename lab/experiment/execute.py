@@ -202,16 +202,16 @@ def submit_block(pool: ThreadPoolExecutor, trainer: Trainer, state, keys, hparam
 @cache.paused_gc()
 def compile_run(trainer: Trainer, keys: jax.Array, hparams, agents=None, **jit_options):
     """`(init(keys, hparams, agents), checkpoint, steps)` for a `Layout`'s group of runs: the runs' fresh states
-    (by_device) and compile_block's two programs, the three compiled at once, the longest (the steps) first."""
+    (by_device) and compile_block's two programs, the three compiled at once. The init is lowered first: the states'
+    shapes are those of its outputs (the init traced once, not once more by `jax.eval_shape`)."""
     sharding = jit_options.get("out_shardings")
     init = by_device(lambda key, hp, agents: trainer.init(trainer.run_keys(key)[0], hp, agents), sharding)
-    state = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding),
-                         jax.eval_shape(init, keys, hparams, agents))
     with ThreadPoolExecutor(3) as pool:
-        checkpoint, steps = submit_block(pool, trainer, state, keys, hparams, **jit_options)
         init = cache.lower(init, (keys, hparams, agents), trainer.fingerprint, **jit_options)
-        init = pool.submit(init.compile, init_options())
-        return init.result(), checkpoint.result(), steps.result()
+        compiled_init = pool.submit(init.compile, init_options())
+        state = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), init.out_info)
+        checkpoint, steps = submit_block(pool, trainer, state, keys, hparams, **jit_options)
+        return compiled_init.result(), checkpoint.result(), steps.result()
 
 
 def run_population(trainer: Trainer, keys: jax.Array, hparams, size: int | None = None, devices=None,
@@ -237,8 +237,8 @@ def run_population(trainer: Trainer, keys: jax.Array, hparams, size: int | None 
             at = jnp.asarray(index, jnp.int32)
             states, batch = zip(*(steps(state, key, at, hp) for state, key, hp in zip(states, keys, hparams)))
         else:  # after the last evaluation, or every run frozen: no steps, and no step statistics
-            nan = np.full(steps.out_info[1].vector.shape, np.nan, np.float32)
-            batch = [Packed(nan, steps.out_info[1].spec)] * len(states)
+            template = steps.out_info[1]
+            batch = [Packed(np.full(template.vector.shape, np.nan, np.float32), template.spec)] * len(states)
         metrics, batch = lay.join(list(zip(metrics, batch)))
         history.append(dict(metrics.unpack(), batch=batch.unpack()))
         if every_run_stopped:

@@ -1,6 +1,8 @@
 """The export cache (lab.experiment.cache.lower): a program kept with its fingerprint is loaded, not traced, and
 computes what a fresh trace computes; anything that changes the program is another file; a bad file is made again."""
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -102,6 +104,6 @@ def test_the_experimental_ynn_flag_is_named_only_for_the_jaxlib_it_was_tested_wi
     monkeypatch.setattr(cache, "gpu_plugin", lambda: False)
     monkeypatch.setattr(cache, "_version", lambda package: version)
     assert cache.quick_compiles()
-    flags = __import__("os").environ["XLA_FLAGS"]
+    flags = os.environ["XLA_FLAGS"]
     assert flags.startswith("--xla_dump_to=nowhere ") and cache.QUICK_COMPILES in flags
     assert (cache.YNN_FUSIONS in flags) == named
