@@ -167,11 +167,11 @@ def message_log_probs(sender: Sender, objects: jax.Array, messages: jax.Array, m
             out = out + jnp.where(live[:, t, None], picked, 0.0)
         return out.T
 
+    rows = max(1, max_pairs // widest)  # objects per block
     if objects_mask is None:
-        return in_row_blocks(block, max(1, max_pairs // widest), objects).T
+        return in_row_blocks(block, rows, objects).T
     skip = lambda block_objects: jnp.zeros((block_objects.shape[0], n_messages))  # noqa: E731
-    return in_row_blocks(lambda o, m: jax.lax.cond(jnp.any(m), block, skip, o), max(1, max_pairs // widest),
-                         objects, objects_mask).T
+    return in_row_blocks(lambda o, m: jax.lax.cond(jnp.any(m), block, skip, o), rows, objects, objects_mask).T
 
 
 def ideal_log_pihat(sender: Sender, objects: jax.Array, log_prior: jax.Array, own: jax.Array, symbols: jax.Array,
