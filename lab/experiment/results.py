@@ -8,6 +8,7 @@ the sender's own metrics (topsim, l_info, ...) a sender and no receiver, batch s
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -64,7 +65,25 @@ def summary(table: pd.DataFrame, metrics=("accuracy", "topsim", "posdis", "loss"
     return stats[ordered + [f"seeds >= {threshold:.0%}"]]
 
 
-def write_parquet(table: pd.DataFrame, path: str | Path) -> None:
-    """Atomic write: a temporary file in the same folder, then a rename."""
+METADATA_KEY = b"lab"
+
+
+def write_parquet(table: pd.DataFrame, path: str | Path, metadata: dict | None = None) -> None:
+    """Atomic write: a temporary file in the same folder, then a rename; `metadata` (JSON) goes into the file's
+    key-value metadata (read_metadata)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    arrow = pa.Table.from_pandas(table, preserve_index=False)
+    if metadata:
+        arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), METADATA_KEY: json.dumps(metadata).encode()})
     with atomic_path(path) as tmp:
-        table.to_parquet(tmp, index=False)
+        pq.write_table(arrow, tmp)
+
+
+def read_metadata(path: str | Path) -> dict:
+    """What `write_parquet` stored with a table ({} when nothing), from the file's footer alone."""
+    import pyarrow.parquet as pq
+
+    stored = (pq.read_schema(path).metadata or {}).get(METADATA_KEY)
+    return json.loads(stored) if stored else {}

@@ -5,7 +5,8 @@ DIR/metrics.parquet   tidy table: seed, step, split, metric, value (+ sender, re
 DIR/checkpoint.npz    final parameters of every run (lab.experiment.checkpoint.load)
 
 The directory appears only when the run has finished: everything is written to a hidden
-sibling first and renamed, so an interrupted or failed run leaves nothing half-written.
+sibling first and renamed, so an interrupted or failed run leaves nothing half-written
+(lab.experiment.io: what `--overwrite` may replace, one writer per destination).
 """
 
 from __future__ import annotations
@@ -27,13 +28,6 @@ from lab.experiment.io import staged
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.parquet"
-
-
-def check_out_dir(out: Path, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {str(out)!r} is a file, not a directory")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise ConfigError(f"--out {str(out)!r} exists and is not empty; pass --overwrite to replace it")
 
 
 def progress_bar(total: int, desc: str, enabled: bool = True):
@@ -68,11 +62,11 @@ def write_run(out: Path, config: Config, state, table: pd.DataFrame) -> None:
 
 
 def run(config: Config, out: str | Path, overwrite: bool = False, progress: bool = True) -> pd.DataFrame:
-    """Train, then move the finished run directory into place; returns the tidy table."""
-    out = Path(out)
-    check_out_dir(out, overwrite)
-    _, state, table = train(config, progress)
-    with staged(out) as staging:
+    """Train, then move the finished run directory into place; returns the tidy table.
+
+    The destination is checked, and held (lab.experiment.io.staged), before training starts."""
+    with staged(out, overwrite, kind="run") as staging:
+        _, state, table = train(config, progress)
         write_run(staging, config, state, table)
     return table
 

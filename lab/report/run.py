@@ -8,6 +8,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from lab.experiment import results
+from lab.experiment.io import add_entries
 from lab.experiment.config import ConfigError
 from lab.experiment.run import METRICS_FILE
 from lab.report import plots
@@ -48,6 +49,7 @@ def report(run_dir: Path) -> Path:
         text += decomposition_section(table, figures, run_dir)
     path = run_dir / "report.md"
     path.write_text("\n".join(text))
+    add_entries(run_dir, [path.name, figures.name])  # the folder's marker: the lab wrote these too
     return path
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from lab.experiment import results
+from lab.experiment.io import add_entries
 from lab.experiment.sweep import read_manifest, read_results
 from lab.report import plots
 
@@ -113,4 +114,5 @@ def report(sweep_dir: Path) -> Path:
               f"Table: `pandas.read_parquet('{sweep_dir}/metrics')`; configs and checkpoints: `cells/<cell>/`.", ""]
     path = sweep_dir / "report.md"
     path.write_text("\n".join(lines))
+    add_entries(sweep_dir, [path.name, figures.name])  # the folder's marker: the lab wrote these too
     return path

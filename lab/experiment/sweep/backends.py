@@ -12,7 +12,8 @@ from lab.experiment.config import ConfigError
 from lab.experiment.run import progress_bar
 from lab.experiment.sweep.calls import CellResult, chunks, train_cells
 from lab.experiment.sweep.plan import Plan
-from lab.experiment.sweep.store import clear_leftovers, lock, finished, open_store, read_results, write_cell
+from lab.experiment.io import exclusive, recover
+from lab.experiment.sweep.store import clear_leftovers, finished, open_store, read_results, write_cell
 
 
 def _import_ray():
@@ -69,8 +70,9 @@ def run_sweep(plan: Plan, out: str | Path, *, backend: str = "local", overwrite:
         _import_ray()
     warn = warn or (lambda message: print(f"lab sweep: {message}", file=sys.stderr))
     out = Path(out)
-    open_store(plan, out, overwrite)
-    with lock(out):
+    with exclusive(out):  # before the store is opened (or deleted, with --overwrite), outside the folder it guards
+        recover(out)
+        open_store(plan, out, overwrite)
         done = finished(plan, out, warn)
         clear_leftovers(plan, out, done)
         log(plan.describe(done))

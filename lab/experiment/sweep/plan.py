@@ -79,6 +79,11 @@ class SweepCell:
         t = self.config.train
         return np.arange(t.seed, t.seed + t.seeds)
 
+    @property
+    def digest(self) -> str:
+        """sha256 of the resolved config: what the cell's stored part and checkpoint were trained from."""
+        return digest(to_dict(self.config))
+
 
 @dataclass(frozen=True, eq=False)
 class Plan:

@@ -47,8 +47,8 @@ from lab.core.spec import Spec
 from lab.core.trainer import Trainer, seed_keys
 from lab.experiment import results
 from lab.experiment.config import Config, ConfigError, load, to_dict
-from lab.experiment.io import staged
-from lab.experiment.run import check_out_dir, seeds_of, train
+from lab.experiment.io import check_out, staged
+from lab.experiment.run import seeds_of, train
 from lab.report import plots
 from lab.report.studies.common import MIN_SEEDS, NOT_REPRODUCED, REPRODUCED, RULE, RULE_SE, Study, judge
 
@@ -316,7 +316,7 @@ def coadaptation(out: str | Path, small: bool = False, overwrite: bool = False, 
                  overrides: list[str] = (), preset: str | None = None) -> Study:
     """Rita et al. 2022's claims on co-adaptation, each judged over seeds with a probe listener; writes DIR (module doc)."""
     out = Path(out)
-    check_out_dir(out, overwrite)
+    check_out(out, overwrite)
     preset = preset_of(small, preset)
     configs = study_configs(preset, overrides)
     timing, frames, senders = {}, [], {}
@@ -339,7 +339,7 @@ def coadaptation(out: str | Path, small: bool = False, overwrite: bool = False, 
     text = verdict(seeds, judged)
     seconds = sum(timing.values())
 
-    with staged(out) as staging:
+    with staged(out, overwrite, kind="study") as staging:
         results.write_parquet(table, staging / "metrics.parquet")
         seeds.to_csv(staging / "per_seed.csv", index=False)
         summary.to_csv(staging / "summary.csv")
