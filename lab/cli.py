@@ -19,7 +19,7 @@ def cmd_run(args) -> None:
     from lab.experiment.run import run
 
     config = load(args.config, args.overrides)
-    table = run(config, args.out, overwrite=args.overwrite, progress=not args.quiet)
+    table = run(config, args.out, overwrite=args.overwrite, progress=not args.quiet, size_check=not args.no_size_check)
     print(f"wrote {args.out}/ (config.yaml, metrics.parquet, checkpoint.npz)")
     print(results.summary(table).to_string(float_format=lambda v: f"{v:.3f}"))
 
@@ -39,7 +39,8 @@ def cmd_sweep(args) -> None:
         raise ConfigError("--out is required (or --dry-run to print the plan only)")
     try:
         table = run_sweep(plan, args.out, backend=args.backend, overwrite=args.overwrite, progress=not args.quiet,
-                          chunk=args.chunk, ray_address=args.ray_address, ray_gpus=args.ray_gpus)
+                          chunk=args.chunk, ray_address=args.ray_address, ray_gpus=args.ray_gpus,
+                          size_check=not args.no_size_check)
     except KeyboardInterrupt:
         print(f"lab sweep: interrupted; finished cells are kept in {args.out}, run the same command to resume", file=sys.stderr)
         raise SystemExit(130) from None
@@ -85,6 +86,7 @@ def parser(studies: bool = True) -> argparse.ArgumentParser:
     r.add_argument("--config", help="YAML file with game/agents/train sections")
     r.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--no-size-check", action="store_true", help="train even a config estimated not to fit this machine")
     r.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. train.lr=0.003")
     r.set_defaults(func=cmd_run)
 
@@ -99,6 +101,7 @@ def parser(studies: bool = True) -> argparse.ArgumentParser:
     s.add_argument("--ray-gpus", type=float, default=0.0, help="GPUs per Ray task")
     s.add_argument("--chunk", type=int, default=0, help="at most this many cells per compiled call (0: a whole group)")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
+    s.add_argument("--no-size-check", action="store_true", help="train even calls estimated not to fit this machine")
     s.set_defaults(func=cmd_sweep)
 
     rep = sub.add_parser("report", help="figures and report.md for a run or sweep directory")

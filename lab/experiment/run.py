@@ -20,9 +20,9 @@ from tqdm import tqdm
 
 from lab.core.hparams import hparams_from_config
 from lab.core.trainer import Trainer, seed_keys
-from lab.experiment import checkpoint, results
+from lab.experiment import checkpoint, results, sizes
 from lab.experiment.build import make_trainer
-from lab.experiment.config import Config, ConfigError, from_dict, to_dict
+from lab.experiment.config import Config, ConfigError, from_dict, read_yaml, to_dict
 from lab.experiment.execute import run_population
 from lab.experiment.io import staged
 
@@ -61,10 +61,13 @@ def write_run(out: Path, config: Config, state, table: pd.DataFrame) -> None:
                     extra={"stop_step": np.asarray(state.stop_step)})
 
 
-def run(config: Config, out: str | Path, overwrite: bool = False, progress: bool = True) -> pd.DataFrame:
+def run(config: Config, out: str | Path, overwrite: bool = False, progress: bool = True, size_check: bool = True) -> pd.DataFrame:
     """Train, then move the finished run directory into place; returns the tidy table.
 
-    The destination is checked, and held (lab.experiment.io.staged), before training starts."""
+    The config's memory and work are checked first (lab.experiment.sizes; `size_check=False` skips it), then the
+    destination, which is held (lab.experiment.io.staged) from before training starts."""
+    if size_check:
+        sizes.check(config)
     with staged(out, overwrite, kind="run") as staging:
         _, state, table = train(config, progress)
         write_run(staging, config, state, table)
@@ -75,7 +78,4 @@ def read_config(run_dir: str | Path) -> Config:
     path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
         raise ConfigError(f"{str(run_dir)!r} is not a run directory: no {CONFIG_FILE}")
-    try:
-        return from_dict(yaml.safe_load(path.read_text()))
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{str(path)!r} is not valid YAML: {str(error).splitlines()[0]}") from None
+    return from_dict(read_yaml(path))

@@ -8,6 +8,7 @@ from typing import Callable
 
 import pandas as pd
 
+from lab.experiment import sizes
 from lab.experiment.config import ConfigError
 from lab.experiment.run import progress_bar
 from lab.experiment.sweep.calls import CellResult, chunks, train_cells
@@ -55,12 +56,14 @@ def _run_ray(calls, keys, write, address: str | None, gpus: float) -> None:
 
 def run_sweep(plan: Plan, out: str | Path, *, backend: str = "local", overwrite: bool = False, progress: bool = True,
               chunk: int = 0, ray_address: str | None = None, ray_gpus: float = 0.0,
-              log: Callable[[str], None] = print, warn: Callable[[str], None] | None = None) -> pd.DataFrame:
+              log: Callable[[str], None] = print, warn: Callable[[str], None] | None = None,
+              size_check: bool = True) -> pd.DataFrame:
     """Train every unfinished cell of the plan into DIR and return the whole table.
 
     backend: `local` (in-process, one compiled call per group, sharded over the local devices)
     or `ray` (each call a Ray task; `ray_address` of an existing cluster, else a local Ray).
     chunk: at most this many cells per compiled call (0: a whole group per call).
+    size_check: refuse, before anything is trained, a call this machine cannot run (lab.experiment.sizes).
     """
     if backend not in ("local", "ray"):
         raise ConfigError(f"--backend {backend!r}: allowed values are local, ray")
@@ -78,6 +81,12 @@ def run_sweep(plan: Plan, out: str | Path, *, backend: str = "local", overwrite:
         log(plan.describe(done))
         todo = {c.index for c in plan.cells} - done
         calls = chunks(plan, todo, chunk)
+        if size_check:
+            for cells, size in calls:
+                try:
+                    sizes.check(cells[0].config, size)
+                except ConfigError as error:
+                    raise ConfigError(f"cell {cells[0].index}: {error}") from None
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(todo), desc="sweep", unit="cell", disable=not progress or not todo)
