@@ -146,8 +146,13 @@ def load(path: str | Path, config, index: int | None = None):
 
 
 def load_agents(path: str | Path, config, index: int = 0, sender: int = 0, receiver: int = 0) -> tuple[Sender, Receiver]:
-    """The trained sender and receiver of one run, as NNX modules (members `sender`, `receiver` of a population)."""
+    """The trained sender and receiver of one run, as NNX modules (members `sender`, `receiver` of a population);
+    refused (ValueError) for a run that diverged (lab.experiment.divergence): its parameters are not numbers."""
     senders, receivers, _ = load(path, config, index)
+    if "diverged_at" in inspect(path):
+        step = int(read(path, ["diverged_at"])["diverged_at"][index])
+        if step >= 0:
+            raise ValueError(f"seed index {index} diverged at step {step}: its parameters are not finite; choose another")
     p = config.population
     for side, member, n in (("sender", sender, p.n_senders), ("receiver", receiver, p.n_receivers)):
         if not 0 <= member < n:

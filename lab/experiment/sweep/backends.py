@@ -14,7 +14,8 @@ from lab.experiment.run import progress_bar
 from lab.experiment.sweep.calls import CellResult, chunks, train_cells
 from lab.experiment.sweep.plan import Plan
 from lab.experiment.io import exclusive, recover
-from lab.experiment.sweep.store import clear_leftovers, finished, open_store, read_results, write_cell
+from lab.experiment.divergence import Diverged, describe
+from lab.experiment.sweep.store import clear_leftovers, diverged_cells, finished, open_store, read_results, write_cell
 
 
 def _import_ray():
@@ -64,6 +65,9 @@ def run_sweep(plan: Plan, out: str | Path, *, backend: str = "local", overwrite:
     or `ray` (each call a Ray task; `ray_address` of an existing cluster, else a local Ray).
     chunk: at most this many cells per compiled call (0: a whole group per call).
     size_check: refuse, before anything is trained, a call this machine cannot run (lab.experiment.sizes).
+
+    A cell with a run that diverged is marked (lab.experiment.divergence) and the others trained; at the end,
+    `Diverged` is raised with the whole table.
     """
     if backend not in ("local", "ray"):
         raise ConfigError(f"--backend {backend!r}: allowed values are local, ray")
@@ -102,4 +106,9 @@ def run_sweep(plan: Plan, out: str | Path, *, backend: str = "local", overwrite:
                 _run_ray(calls, plan.keys, write, ray_address, ray_gpus)
         finally:
             bar.close()
-    return read_results(out)
+        table = read_results(out)
+        diverged = diverged_cells(out)
+    if diverged:
+        raise Diverged(f"{describe(diverged, 'cell')}; their rows up to there are in {str(out)!r}, the other cells "
+                       f"finished", table)
+    return table

@@ -148,9 +148,21 @@ def write_cell(out: Path, plan: Plan, result: CellResult) -> None:
     folder = cell_dir(out, cell)
     folder.mkdir(parents=True, exist_ok=True)
     write_text(folder / CONFIG_FILE, yaml.safe_dump(to_dict(cell.config), sort_keys=False))
-    checkpoint.save(folder / checkpoint.FILENAME, result.senders, result.receivers, cell.seeds)
+    checkpoint.save(folder / checkpoint.FILENAME, result.senders, result.receivers, cell.seeds,
+                    extra={"diverged_at": result.diverged_at})
     results.write_parquet(result.table, part_path(out, cell),
-                          dict(cell_digest=cell.digest, checkpoint_sha256=file_digest(folder / checkpoint.FILENAME)))
+                          dict(cell_digest=cell.digest, checkpoint_sha256=file_digest(folder / checkpoint.FILENAME),
+                               diverged=result.diverged))
+
+
+def diverged_cells(out: Path) -> dict[int, tuple[int, str]]:
+    """{cell: (step, quantity)} of the stored cells with a run that diverged, its first, from the parts' metadata."""
+    found = {}
+    for path in sorted((Path(out) / METRICS_DIR).glob("cell-*.parquet")):
+        runs = results.read_metadata(path).get("diverged")
+        if runs:
+            found[int(path.stem.split("-")[1])] = tuple(min(runs.values()))
+    return found
 
 
 def read_results(out: str | Path) -> pd.DataFrame:
@@ -171,4 +183,8 @@ def read_results(out: str | Path) -> pd.DataFrame:
                 raise ConfigError(f"{str(part)!r} is not readable parquet ({type(error).__name__}); "
                                   f"run the same `lab sweep` command again to recompute that cell") from None
         raise
+    missing = [column for column in ("cell", *results.COLUMNS) if column not in table.columns]
+    if missing:
+        raise ConfigError(f"{str(metrics)!r}: the parts have no column {missing[0]!r}; run the same `lab sweep` command "
+                          f"again to recompute them")
     return table.sort_values("cell", kind="stable").reset_index(drop=True)
