@@ -44,6 +44,9 @@ class GameConfig:
     def validate(self, config=None) -> None:
         """Checks across the fields of this section (single fields are checked as they are read)."""
         possible = n_possible(self.n_attributes, self.n_values)
+        if self.n_objects and possible >= 2**62:
+            raise ConfigError(f"game.n_attributes={self.n_attributes}, game.n_values={self.n_values}: V^K = {possible:.3g} "
+                              f"objects; sampled objects are drawn as 64-bit codes, so V^K must be below 2^62")
         if self.n_objects > possible:
             raise ConfigError(f"game.n_objects={self.n_objects}: more than the {possible} distinct objects V^K "
                               f"(n_values={self.n_values}, n_attributes={self.n_attributes}); allowed 0..{possible}")

@@ -10,8 +10,10 @@ import sys
 from pathlib import Path
 
 from lab.experiment.config import ConfigError, describe, load
+from lab.experiment.divergence import Diverged
 
 EXIT_USAGE = 2
+EXIT_DIVERGED = 3  # a run's numbers went non-finite: what it had is written (lab.experiment.divergence)
 
 
 def cmd_run(args) -> None:
@@ -19,9 +21,17 @@ def cmd_run(args) -> None:
     from lab.experiment.run import run
 
     config = load(args.config, args.overrides)
-    table = run(config, args.out, overwrite=args.overwrite, progress=not args.quiet)
+    try:
+        table, diverged = run(config, args.out, overwrite=args.overwrite, progress=not args.quiet,
+                              size_check=not args.no_size_check), None
+    except Diverged as error:
+        table, diverged = error.table, error
     print(f"wrote {args.out}/ (config.yaml, metrics.parquet, checkpoint.npz)")
     print(results.summary(table).to_string(float_format=lambda v: f"{v:.3f}"))
+    if diverged is not None:
+        print(f"lab run: {diverged}", file=sys.stderr)
+        return EXIT_DIVERGED
+    return 0
 
 
 def cmd_sweep(args) -> None:
@@ -37,14 +47,22 @@ def cmd_sweep(args) -> None:
         return
     if not args.out:
         raise ConfigError("--out is required (or --dry-run to print the plan only)")
+    diverged = None
     try:
         table = run_sweep(plan, args.out, backend=args.backend, overwrite=args.overwrite, progress=not args.quiet,
-                          chunk=args.chunk, ray_address=args.ray_address, ray_gpus=args.ray_gpus)
+                          chunk=args.chunk, ray_address=args.ray_address, ray_gpus=args.ray_gpus,
+                          size_check=not args.no_size_check)
+    except Diverged as error:
+        table, diverged = error.table, error
     except KeyboardInterrupt:
         print(f"lab sweep: interrupted; finished cells are kept in {args.out}, run the same command to resume", file=sys.stderr)
         raise SystemExit(130) from None
     print(f"wrote {args.out}/: {table['cell'].nunique()} cells, {len(table)} rows; "
           f"read them with pandas.read_parquet('{args.out}/metrics')")
+    if diverged is not None:
+        print(f"lab sweep: {diverged}", file=sys.stderr)
+        return EXIT_DIVERGED
+    return 0
 
 
 def cmd_report(args) -> None:
@@ -85,6 +103,7 @@ def parser(studies: bool = True) -> argparse.ArgumentParser:
     r.add_argument("--config", help="YAML file with game/agents/train sections")
     r.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--no-size-check", action="store_true", help="train even a config estimated not to fit this machine")
     r.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. train.lr=0.003")
     r.set_defaults(func=cmd_run)
 
@@ -99,6 +118,7 @@ def parser(studies: bool = True) -> argparse.ArgumentParser:
     s.add_argument("--ray-gpus", type=float, default=0.0, help="GPUs per Ray task")
     s.add_argument("--chunk", type=int, default=0, help="at most this many cells per compiled call (0: a whole group)")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
+    s.add_argument("--no-size-check", action="store_true", help="train even calls estimated not to fit this machine")
     s.set_defaults(func=cmd_sweep)
 
     rep = sub.add_parser("report", help="figures and report.md for a run or sweep directory")
@@ -136,14 +156,14 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parser(studies=not argv or argv[0] not in ("run", "sweep", "report", "play")).parse_args(argv)
     try:
-        args.func(args)
+        code = args.func(args) or 0
     except (ConfigError, ValueError, FileNotFoundError) as error:
         print(f"lab {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"lab {args.command}: interrupted; nothing was written", file=sys.stderr)
         return 130
-    return 0
+    return code
 
 
 if __name__ == "__main__":

@@ -46,7 +46,8 @@ def adam_statistics(updates, opt_state, lr: jax.Array) -> tuple[jax.Array, jax.A
     adam = opt_state.inner_state[0]
     count = adam.count[0].astype(jnp.float32)
     b2 = opt_state.hyperparams["b2"][0]
-    root = jnp.mean(jnp.sqrt(first(adam.nu) / (1.0 - b2**count)))
+    # before its first step (a receiver of a population that has not played yet) Adam has no second moment: 0, not 0/0
+    root = jnp.where(count > 0, jnp.mean(jnp.sqrt(first(adam.nu) / (1.0 - b2**jnp.maximum(count, 1.0)))), 0.0)
     return norm, root
 
 

@@ -29,6 +29,13 @@ from its config alone: the config, its groups), the same argument shapes, dtypes
 same source and the same versions of jax, jaxlib, flax, optax and numpy (`TRACED_BY`) loads it instead
 (0.1-0.3 s), then finds its compiled code in the cache as before. A change to any of those is another
 file; a file that does not load is made again.
+
+Nothing in the cache is unpickled. A kept program is one file: its full key, the sha256 of the exported program
+and the tree of its outputs written as data (JSON: type names looked up among the trusted packages already
+imported, `TREE_PACKAGES`), then the program. A file whose key is not the key asked for (copied under another
+config's name), whose digest differs (damaged) or that does not parse is not used: a CacheWarning, then the
+program is traced and kept again. The folder must still be trusted like the code: a program whose key and digest
+match is run as it is, and JAX's compiled programs sit there too.
 """
 
 from __future__ import annotations
@@ -39,9 +46,11 @@ import gc
 import hashlib
 import importlib.metadata
 import importlib.util
+import json
 import os
-import pickle
 import re
+import sys
+import warnings
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -60,19 +69,36 @@ YNN_JAXLIB = ((0, 10, 2), (0, 11))  # from, up to (excluded)
 
 
 def folder() -> Path | None:
-    """Where the cache lives under the current environment, or None when it is off."""
+    """Where the cache lives under the current environment, or None when it is off.
+
+The folder must be trusted like the lab's code: JAX loads compiled programs from it, and the programs kept here
+(`lower`) are loaded as they are when their key and digest match."""
     value = os.environ.get("LAB_CACHE")
     if value is None:
         return DEFAULT
     return None if value.strip().lower() in OFF else Path(value).expanduser()
 
 
+@functools.cache
+def usable(path: Path) -> bool:
+    """Whether the lab can write in `path` (created if need be); warns once (CacheWarning) when it cannot."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        ok = path.is_dir() and os.access(path, os.W_OK | os.X_OK)
+        reason = "not a folder the lab may write in"
+    except OSError as error:
+        ok, reason = False, error.strerror or str(error)
+    if not ok:
+        warnings.warn(f"LAB_CACHE={str(path)!r}: {reason}; compiling without a cache", CacheWarning, stacklevel=2)
+    return ok
+
+
 def enable() -> Path | None:
-    """Turn the persistent cache on (idempotent); returns its folder, or None when `LAB_CACHE=off`."""
+    """Turn the persistent cache on (idempotent); returns its folder, or None when `LAB_CACHE=off` or when the
+    folder cannot be written (a warning, then no cache)."""
     path = folder()
-    if path is None:
+    if path is None or not usable(path):
         return None
-    path.mkdir(parents=True, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", str(path))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
@@ -119,34 +145,138 @@ def source_hash() -> str:
     return h.hexdigest()
 
 
-def _exported_path(fingerprint: str | None, leaves, in_tree, jit_options) -> Path | None:
+def _exported_path(fingerprint: str | None, leaves, in_tree, jit_options) -> tuple[Path, str] | None:
+    """Where a program is kept, and its full key (kept inside the file and compared on load)."""
     base = folder()
-    if fingerprint is None or base is None:
+    if fingerprint is None or base is None or not usable(base):
         return None
     signature = [(tuple(a.shape), str(a.dtype), str(getattr(a, "sharding", None))) for a in leaves]
     options = sorted((k, str(v)) for k, v in jit_options.items())
     key = repr((source_hash(), fingerprint, str(in_tree), signature, options, jax.default_backend()))
-    return base / "exported" / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.bin"
+    return base / "exported" / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.bin", key
 
 
-def _load(path: Path):
-    """`(exported, out_tree)` from `path`, or None when there is none or it does not load."""
+# -- an output tree as data (JSON): nothing is unpickled -----------------------------------------------
+
+MAGIC = b"lab exported program, format 2\n"
+MAX_HEADER = 1 << 24
+BUILTIN_NODES = {"dict": dict, "list": list, "tuple": tuple, "None": type(None)}
+# the packages whose registered pytree types an output tree may name (looked up among imported modules, never imported)
+TREE_PACKAGES = ("lab", "games", "curricula", "jax", "flax", "optax", "collections")
+
+
+class CacheWarning(UserWarning):
+    """A kept program that was not used: damaged, written for another key, or not writable."""
+
+
+def _type_name(kind: type) -> str:
+    for name, builtin in BUILTIN_NODES.items():
+        if kind is builtin:
+            return name
+    return f"{kind.__module__}:{kind.__qualname__}"
+
+
+def _type_of(name: str) -> type:
+    if name in BUILTIN_NODES:
+        return BUILTIN_NODES[name]
+    module, _, qualname = name.partition(":")
+    if module.split(".")[0] not in TREE_PACKAGES or module not in sys.modules:
+        raise ValueError(f"a tree node of {name[:80]!r}, a type of no imported package the lab trusts")
+    found = sys.modules[module]
+    for part in qualname.split("."):
+        found = getattr(found, part)
+    if not isinstance(found, type):
+        raise ValueError(f"{name[:80]!r} is not a type")
+    return found
+
+
+def _aux_data(aux) -> Any:
+    if aux is None or isinstance(aux, (bool, int, float, str)):
+        return aux
+    if isinstance(aux, tuple):
+        return {"tuple": [_aux_data(a) for a in aux]}
+    if isinstance(aux, list):
+        return {"list": [_aux_data(a) for a in aux]}
+    if isinstance(aux, jax.tree_util.PyTreeDef):
+        return {"tree": tree_data(aux)}
+    raise TypeError(f"an output tree's node data {type(aux).__name__} has no plain-data form")
+
+
+def _aux(data) -> Any:
+    if not isinstance(data, dict):
+        return data
+    (kind, value), = data.items()
+    if kind == "tuple":
+        return tuple(_aux(a) for a in value)
+    if kind == "list":
+        return [_aux(a) for a in value]
+    if kind == "tree":
+        return tree_of(value)
+    raise ValueError(f"unknown node data {kind[:20]!r}")
+
+
+def tree_data(treedef) -> Any:
+    """A PyTreeDef as plain data (JSON): a leaf is None, a node `[type name, node data, children]`."""
+    node = treedef.node_data()
+    if node is None:
+        return None
+    kind, aux = node
+    return [_type_name(kind), _aux_data(aux), [tree_data(child) for child in treedef.children()]]
+
+
+def tree_of(data) -> Any:
+    """The PyTreeDef `tree_data` gave (its types looked up, TREE_PACKAGES, never imported)."""
+    if data is None:
+        return jax.tree.structure(0)
+    name, aux, children = data
+    return jax.tree_util.PyTreeDef.from_node_data_and_children(
+        jax.tree_util.default_registry, (_type_of(name), _aux(aux)), [tree_of(child) for child in children])
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, CacheWarning, stacklevel=3)
+
+
+def _load(path: Path, key: str):
+    """`(exported, out_tree)` kept at `path` for `key`, or None: missing, or not usable (with a CacheWarning)."""
     try:
-        blob, out_tree = pickle.loads(path.read_bytes())
-        return jax.export.deserialize(blob), out_tree
-    except Exception:  # noqa: BLE001 (missing, truncated, or written by another version: made again)
+        data = path.read_bytes()
+    except OSError:
+        return None
+    try:
+        if not data.startswith(MAGIC):
+            raise ValueError("not a program the lab kept (an older format, or another file)")
+        size = int.from_bytes(data[len(MAGIC):len(MAGIC) + 8], "big")
+        if size > MAX_HEADER:
+            raise ValueError("its header is damaged")
+        header = json.loads(data[len(MAGIC) + 8:len(MAGIC) + 8 + size])
+        blob = data[len(MAGIC) + 8 + size:]
+        if header.get("key") != key:
+            raise ValueError("it was kept for another program (its key differs)")
+        if header.get("sha256") != hashlib.sha256(blob).hexdigest():
+            raise ValueError("it is damaged (its digest differs)")
+        return jax.export.deserialize(bytearray(blob)), tree_of(header["out_tree"])
+    except Exception as error:  # noqa: BLE001 (anything wrong with the file: made again)
+        _warn(f"the kept program {str(path)!r} is not used: {str(error)[:120]}; tracing it again")
         return None
 
 
-def _save(path: Path, blob: bytes, out_tree) -> None:
+def _save(path: Path, key: str, blob: bytes, out_tree) -> None:
+    """Keep `blob` with its key, digest and output tree, whole or not at all (a `.part` file renamed; removed when
+    the disk is full)."""
     try:
-        kept = pickle.dumps((blob, out_tree))
-    except Exception:  # noqa: BLE001 (an output tree that does not pickle: not kept)
+        header = json.dumps({"key": key, "sha256": hashlib.sha256(blob).hexdigest(), "out_tree": tree_data(out_tree)})
+    except (TypeError, ValueError):  # an output tree with node data that is not plain data: not kept
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
     part = path.with_name(f"{path.name}.{os.getpid()}.part")
-    part.write_bytes(kept)
-    part.replace(path)  # whole or not at all, when processes write the same program
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        part.write_bytes(MAGIC + len(header).to_bytes(8, "big") + header.encode() + blob)
+        part.replace(path)  # whole or not at all, when processes write the same program
+    except OSError as error:
+        _warn(f"cannot keep a traced program in {str(path.parent)!r} ({error.strerror or error}); it is traced again next time")
+    finally:
+        part.unlink(missing_ok=True)
 
 
 def lower(fn, args: tuple, fingerprint: str | None, donate_argnums: tuple = (), **jit_options) -> Lowered:
@@ -166,12 +296,12 @@ def lower(fn, args: tuple, fingerprint: str | None, donate_argnums: tuple = (), 
         out_trees.append(out_tree)
         return out
 
-    path = _exported_path(fingerprint, leaves, in_tree, jit_options)
-    loaded = _load(path) if path is not None else None
-    if loaded is None and path is not None:
+    where = _exported_path(fingerprint, leaves, in_tree, jit_options)
+    loaded = _load(*where) if where is not None else None
+    if loaded is None and where is not None:
         try:
             blob = jax.export.export(jax.jit(flat, **jit_options))(*leaves).serialize()
-            _save(path, blob, out_trees[-1])
+            _save(*where, blob, out_trees[-1])
             loaded = jax.export.deserialize(blob), out_trees[-1]  # the very program a new process loads
         except Exception:  # noqa: BLE001 (a program jax.export cannot keep: lowered as usual below)
             loaded = None

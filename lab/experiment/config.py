@@ -19,7 +19,7 @@ import yaml
 
 from curricula.config import CurriculumConfig
 from games.config import GameConfig
-from games.fields import ConfigError, check
+from games.fields import ConfigError, check, shown
 from lab.core.agents import AgentsConfig
 from lab.core.population import PopulationConfig
 from lab.core.trainer import TrainConfig
@@ -54,7 +54,7 @@ def _coerce(path: str, value: Any, kind: type) -> Any:
     """Value as the field's type; strings from the command line are parsed as YAML scalars."""
     if isinstance(value, str) and kind is not str:
         try:
-            value = float(value) if kind in (float, int) else yaml.safe_load(value)
+            value = float(value) if kind in (float, int) else parse_yaml(value, f"{path}=")
         except (ValueError, yaml.YAMLError):
             pass
     if kind is bool:
@@ -71,7 +71,7 @@ def _coerce(path: str, value: Any, kind: type) -> Any:
     elif kind is str:
         if isinstance(value, str):
             return value
-    raise ConfigError(f"{path}={value!r}: expected {kind.__name__}")
+    raise ConfigError(f"{path}={shown(value)}: expected {kind.__name__}")
 
 
 def from_dict(tree: dict | None) -> Config:
@@ -82,18 +82,18 @@ def from_dict(tree: dict | None) -> Config:
     sections = {}
     for name, values in tree.items():
         if name not in SECTIONS:
-            raise ConfigError(f"unknown config section {name!r}; allowed: {', '.join(SECTIONS)}")
+            raise ConfigError(f"unknown config section {shown(name)}; allowed: {', '.join(SECTIONS)}")
         if values is None:
             values = {}
         if not isinstance(values, dict):
-            raise ConfigError(f"{name}: expected a mapping of fields, got {values!r}")
+            raise ConfigError(f"{name}: expected a mapping of fields, got {shown(values)}")
         cls = _section_class(name)
         fields = {f.name: f for f in dataclasses.fields(cls)}
         hints = typing.get_type_hints(cls)
         kwargs = {}
         for key, value in values.items():
             if key not in fields:
-                raise ConfigError(f"unknown config key {name}.{key}; allowed: {', '.join(fields)}")
+                raise ConfigError(f"unknown config key {name}.{str(key)[:60]}; allowed: {', '.join(fields)}")
             path = f"{name}.{key}"
             value = _coerce(path, value, hints[key])
             check(path, value, fields[key].metadata)
@@ -122,14 +122,14 @@ def apply_overrides(tree: dict, overrides: list[str]) -> dict:
     tree = {k: dict(v or {}) if isinstance(v, dict) or v is None else v for k, v in (tree or {}).items()}
     for item in overrides:
         if "=" not in item:
-            raise ConfigError(f"override {item!r}: expected section.field=value, e.g. train.lr=0.003")
+            raise ConfigError(f"override {shown(item)}: expected section.field=value, e.g. train.lr=0.003")
         key, value = item.split("=", 1)
         parts = key.strip().split(".")
         if len(parts) != 2:
-            raise ConfigError(f"override {item!r}: expected section.field=value with section in {', '.join(SECTIONS)}")
+            raise ConfigError(f"override {shown(item)}: expected section.field=value with section in {', '.join(SECTIONS)}")
         section, name = parts
         if section not in SECTIONS:
-            raise ConfigError(f"unknown config section {section!r} in {item!r}; allowed: {', '.join(SECTIONS)}")
+            raise ConfigError(f"unknown config section {shown(section)} in {shown(item)}; allowed: {', '.join(SECTIONS)}")
         tree.setdefault(section, {})
         if not isinstance(tree[section], dict):
             raise ConfigError(f"{section}: expected a mapping of fields")
@@ -137,14 +137,82 @@ def apply_overrides(tree: dict, overrides: list[str]) -> dict:
     return tree
 
 
-def read_yaml(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist")
+# What a YAML file the lab reads may hold: configs and sweep files are a few hundred values. An alias repeats what it
+# names, so a few hundred bytes of nested aliases expand to gigabytes: the expansion is counted before it is built.
+MAX_YAML_BYTES = 1_000_000
+MAX_YAML_VALUES = 100_000
+
+
+def _expanded_size(node, limit: int) -> int:
+    """Values (scalars, lists, mappings) `node` expands to, aliases counted each time they are used; stops above
+    `limit` (raising ConfigError), and on an alias that contains itself."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def size(node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in open_nodes:
+            raise ConfigError("an alias that contains itself")
+        open_nodes.add(key)
+        if isinstance(node, yaml.MappingNode):
+            n = 1 + sum(size(k) + size(v) for k, v in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            n = 1 + sum(size(child) for child in node.value)
+        else:
+            n = 1
+        open_nodes.discard(key)
+        if n > limit:
+            raise ConfigError(f"expands to more than {limit} values (aliases repeat what they name)")
+        sizes[key] = n
+        return n
+
+    return size(node)
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """`yaml.safe_load(text)`, refused (ConfigError naming `where`) when it would expand to more than MAX_YAML_VALUES."""
+    loader = yaml.SafeLoader(text)
     try:
-        tree = yaml.safe_load(path.read_text())
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        try:
+            _expanded_size(node, MAX_YAML_VALUES)
+        except ConfigError as error:
+            raise ConfigError(f"{where} {error}") from None
+        return loader.construct_document(node)
+    except RecursionError:
+        raise ConfigError(f"{where} is nested too deeply") from None
+    finally:
+        loader.dispose()
+
+
+def read_yaml_file(path: str | Path, what: str) -> Any:
+    """A YAML file the lab reads (`what`: "config file", "sweep file"): one line naming the file for a missing, large,
+    non-UTF-8, malformed or exploding one."""
+    path = Path(path)
+    name = f"{what} {str(path)!r}"
+    if not path.is_file():
+        raise ConfigError(f"{name} does not exist")
+    if path.stat().st_size > MAX_YAML_BYTES:
+        raise ConfigError(f"{name} is {path.stat().st_size} bytes; a config or sweep file holds at most {MAX_YAML_BYTES}")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{name} is not UTF-8 text (byte {error.start} is {shown(error.object[error.start:error.start + 1])})") from None
+    try:
+        return parse_yaml(text, name)
     except yaml.YAMLError as error:
-        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {str(error).splitlines()[0]}") from None
+        mark = getattr(error, "problem_mark", None)
+        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ConfigError(f"{name} is not valid YAML: {shown(problem, 120)}{at}") from None
+
+
+def read_yaml(path: str | Path) -> dict:
+    tree = read_yaml_file(path, "config file")
     if tree is not None and not isinstance(tree, dict):
         raise ConfigError(f"config file {str(path)!r} must be a mapping of sections ({', '.join(SECTIONS)}), got {type(tree).__name__}")
     return tree or {}

@@ -46,6 +46,7 @@ import numpy as np
 
 from lab.core.trainer import Trainer, shift_batch
 from lab.experiment import cache
+from lab.experiment.divergence import KEY, Tracker
 
 
 def split_cpu() -> int | None:
@@ -169,13 +170,25 @@ class Packed:
 jax.tree_util.register_pytree_node(Packed, lambda p: ((p.vector,), p.spec), lambda spec, children: Packed(children[0], spec))
 
 
+def finite(tree) -> jax.Array:
+    """[] bool: every floating-point number of `tree` is finite."""
+    leaves = [leaf for leaf in jax.tree.leaves(tree) if jnp.issubdtype(leaf.dtype, jnp.floating)]
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))
+
+
 def block_programs(trainer: Trainer, sharding=None):
     """`(checkpoint(state, keys), steps(state, keys, index, hparams))`: the population's evaluation and its optimizer
     steps (`Trainer.checkpoint`, `.steps`) over seed keys (a `Layout`'s group of them: by_device), not jitted; the
-    metrics and the step statistics `Packed`."""
+    metrics (with whether the agents' parameters are finite: lab.experiment.divergence) and the step statistics
+    `Packed`."""
     run = lambda key: trainer.run_keys(key)[1]  # noqa: E731
     packed = lambda state, stats: (state, Packed.of(stats))  # noqa: E731
-    evaluate = by_device(lambda s, key: packed(*trainer.checkpoint(s, run(key))), sharding)
+
+    def evaluation(state, key):
+        state, metrics = trainer.checkpoint(state, run(key))
+        return packed(state, (metrics, {"senders": finite(state.senders), "receivers": finite(state.receivers)}))
+
+    evaluate = by_device(evaluation, sharding)
     train = by_device(lambda s, key, hp, index: packed(*trainer.steps(s, run(key), index, hp)), sharding, shared=1)
     return evaluate, lambda state, keys, index, hparams: train(state, keys, hparams, index)
 
@@ -229,27 +242,35 @@ def run_population(trainer: Trainer, keys: jax.Array, hparams, size: int | None 
     init, checkpoint, steps = compile_run(trainer, keys[0], hparams[0], agents[0], **out)
     states = [init(*group) for group in zip(keys, hparams, agents)]
     history, stop = [], trainer.config.train.stop_accuracy > 0
+    divergence, batch_before = Tracker(lay.size), None
     for index in range(trainer.n_evals + 1):
         states, metrics = zip(*(checkpoint(state, key) for state, key in zip(states, keys)))
-        every_run_stopped = (stop and index < trainer.n_evals
-                             and all(np.all(stopped) for stopped in jax.device_get([s.stopped for s in states])))
-        if index < trainer.n_evals and not every_run_stopped:
+        stopped = np.zeros(lay.size, bool)
+        if stop and index < trainer.n_evals:
+            stopped = np.concatenate(jax.device_get([s.stopped for s in states]))
+        if index < trainer.n_evals and not np.all(stopped):  # dispatched at once: the host reads the evaluation after
             at = jnp.asarray(index, jnp.int32)
             states, batch = zip(*(steps(state, key, at, hp) for state, key, hp in zip(states, keys, hparams)))
         else:  # after the last evaluation, or every run frozen: no steps, and no step statistics
             template = steps.out_info[1]
             batch = [Packed(np.full(template.vector.shape, np.nan, np.float32), template.spec)] * len(states)
-        metrics, batch = lay.join(list(zip(metrics, batch)))
-        history.append(dict(metrics.unpack(), batch=batch.unpack()))
-        if every_run_stopped:
-            # the later evaluations repeat this one, as the pure function's do (the same state and evaluation key)
+        evaluation, batch = lay.join(list(zip(metrics, batch)))
+        (metrics, finite_agents), batch = evaluation.unpack(), batch.unpack()
+        divergence.update(index * trainer.config.train.eval_every, batch_before, finite_agents, metrics)
+        history.append(dict(metrics, batch=batch))
+        batch_before = batch
+        every_run_done = index < trainer.n_evals and bool(np.all(stopped | divergence.diverged))
+        if every_run_done:
+            # the later evaluations repeat this one, as the pure function's do (the same state and evaluation key); the
+            # rows after a run diverged are dropped from its table
             history += [history[-1]] * (trainer.n_evals - index)
         if on_block is not None:
             state = states[0] if len(states) == 1 else lay.join(states)
             for block in range(index, len(history)):  # this block, and the repeated ones when every run stopped
                 on_block(block, state, history[block])
-        if every_run_stopped:
+        if every_run_done:
             break
     history = jax.tree.map(lambda *evals: np.stack(evals, axis=1), *history)  # [runs, n_evals + 1, ...]
     history = shift_batch(history, axis=1)
-    return jax.tree.map(lambda a: a[:lay.n], lay.join(states)), jax.tree.map(lambda a: a[:lay.n], history)
+    history = jax.tree.map(lambda a: a[:lay.n], history)
+    return jax.tree.map(lambda a: a[:lay.n], lay.join(states)), {**history, KEY: divergence.record(lay.n)}

@@ -8,11 +8,13 @@ the sender's own metrics (topsim, l_info, ...) a sender and no receiver, batch s
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from lab.experiment.divergence import KEY
 from lab.experiment.io import atomic_path
 
 if TYPE_CHECKING:  # pandas is imported when a table is made: `import lab` starts 0.5 s sooner
@@ -23,12 +25,28 @@ AGENT_COLUMNS = ["sender", "receiver"]
 
 
 def tidy(history: dict, steps: np.ndarray, seeds, population: tuple[int, int] = (1, 1)) -> pd.DataFrame:
-    """`history[split][metric]: [n_runs, n_evals (, P (, Q))]` -> a long table (the batch split's NaNs dropped)."""
+    """`history[split][metric]: [n_runs, n_evals (, P (, Q))]` -> a long table.
+
+    Every value is kept as it is, non-finite ones too, but the rows that hold no measurement: the batch split at
+    the first evaluation (no steps before it) and after a run stopped early (`train.stop_accuracy`: its steps
+    report nothing), and every row of a run after the evaluation at which it diverged (lab.experiment.divergence).
+    """
     import pandas as pd
     seeds, steps = np.asarray(seeds), np.asarray(steps)
     agents = tuple(population) != (1, 1)
+    record = history.get(KEY)
+    diverged_at = np.full(len(seeds), -1) if record is None else np.asarray(record["step"])
+    stopped = history.get("train", {}).get("stopped")
+    # per run, the last step whose batch statistics were measured: the evaluation a run stopped at, else the last
+    last_batch = np.full(len(seeds), steps[-1])
+    if stopped is not None:
+        stopped = np.asarray(stopped).reshape(len(seeds), len(steps)) > 0
+        first = np.argmax(stopped, axis=1)
+        last_batch = np.where(stopped.any(axis=1), steps[first], last_batch)
     frames = []
     for split, metrics in history.items():
+        if split == KEY:
+            continue
         for metric, values in metrics.items():
             values = np.asarray(values, dtype=np.float64)
             shape = values.shape[2:]  # () batch statistic, (P,) a sender's metric, (P, Q) a pair's
@@ -37,9 +55,11 @@ def tidy(history: dict, steps: np.ndarray, seeds, population: tuple[int, int] = 
             if agents:
                 for column, axis in zip(AGENT_COLUMNS, (2, 3)):
                     frame[column] = pd.array(index[axis] if axis < len(index) else [pd.NA] * values.size, dtype="Int64")
-            frames.append(pd.DataFrame(frame))
+            keep = (diverged_at[index[0]] < 0) | (steps[index[1]] <= diverged_at[index[0]])
+            if split == "batch":
+                keep &= (index[1] > 0) & (steps[index[1]] <= last_batch[index[0]])
+            frames.append(pd.DataFrame(frame)[keep])
     table = pd.concat(frames, ignore_index=True)
-    table = table[np.isfinite(table["value"]) | (table["split"] != "batch")]
     columns = COLUMNS[:2] + (AGENT_COLUMNS if agents else []) + COLUMNS[2:]
     return table[columns].reset_index(drop=True)
 
@@ -64,7 +84,25 @@ def summary(table: pd.DataFrame, metrics=("accuracy", "topsim", "posdis", "loss"
     return stats[ordered + [f"seeds >= {threshold:.0%}"]]
 
 
-def write_parquet(table: pd.DataFrame, path: str | Path) -> None:
-    """Atomic write: a temporary file in the same folder, then a rename."""
+METADATA_KEY = b"lab"
+
+
+def write_parquet(table: pd.DataFrame, path: str | Path, metadata: dict | None = None) -> None:
+    """Atomic write: a temporary file in the same folder, then a rename; `metadata` (JSON) goes into the file's
+    key-value metadata (read_metadata)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    arrow = pa.Table.from_pandas(table, preserve_index=False)
+    if metadata:
+        arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), METADATA_KEY: json.dumps(metadata).encode()})
     with atomic_path(path) as tmp:
-        table.to_parquet(tmp, index=False)
+        pq.write_table(arrow, tmp)
+
+
+def read_metadata(path: str | Path) -> dict:
+    """What `write_parquet` stored with a table ({} when nothing), from the file's footer alone."""
+    import pyarrow.parquet as pq
+
+    stored = (pq.read_schema(path).metadata or {}).get(METADATA_KEY)
+    return json.loads(stored) if stored else {}

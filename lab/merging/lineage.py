@@ -61,7 +61,8 @@ def extra(lineages: Sequence[Lineage]) -> dict[str, np.ndarray]:
 
 def read(path: str | Path) -> list[Lineage]:
     """Each run's lineage from a checkpoint; runs of a checkpoint written without one were trained from scratch."""
-    arrays = checkpoint.read(path)
+    headers = checkpoint.inspect(path)
+    arrays = checkpoint.read(path, ["seeds", *((ANCESTOR, SOURCE) if ANCESTOR in headers else ())])
     n = len(arrays["seeds"])
     if ANCESTOR not in arrays:
         return [Lineage()] * n

@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 
-from lab.experiment import results
+from lab.experiment import divergence, results
+from lab.experiment.io import add_entries
 from lab.experiment.config import ConfigError
 from lab.experiment.run import METRICS_FILE
 from lab.report import plots
@@ -19,9 +21,15 @@ def read_metrics(run_dir: Path) -> pd.DataFrame:
     if not path.is_file():
         raise ConfigError(f"{str(run_dir)!r} has no {METRICS_FILE}; is it a run directory written by `lab run`?")
     try:
-        return pd.read_parquet(path)
+        table = pd.read_parquet(path)
     except Exception as error:  # pyarrow raises several types for a damaged file
         raise ConfigError(f"{str(path)!r} is not a readable parquet file ({type(error).__name__}); rerun the experiment") from None
+    missing = [column for column in results.COLUMNS if column not in table.columns]
+    if missing:
+        raise ConfigError(f"{str(path)!r} has no column {missing[0]!r}; a run's table has {', '.join(results.COLUMNS)}")
+    if table.empty:
+        raise ConfigError(f"{str(path)!r} has no rows; rerun the experiment")
+    return table
 
 
 def report(run_dir: Path) -> Path:
@@ -32,9 +40,12 @@ def report(run_dir: Path) -> Path:
     figures.mkdir(exist_ok=True)
     curves = plots.learning_curves(table, figures / "learning_curves.png")
     summary = results.summary(table)
+    diverged = {int(seed): tuple(at) for seed, at in results.read_metadata(run_dir / METRICS_FILE).get("diverged", {}).items()}
     text = [
         f"# Run report: {run_dir.name}",
         "",
+        *([f"**Diverged**: {divergence.describe(diverged)}. A run's rows end at the evaluation where its numbers went "
+           f"non-finite; its final values below are those of that evaluation.", ""] if diverged else []),
         f"![learning curves]({curves.relative_to(run_dir)})",
         "",
         "Final evaluation, mean and standard deviation over seeds:",
@@ -48,6 +59,7 @@ def report(run_dir: Path) -> Path:
         text += decomposition_section(table, figures, run_dir)
     path = run_dir / "report.md"
     path.write_text("\n".join(text))
+    add_entries(run_dir, [path.name, figures.name])  # the folder's marker: the lab wrote these too
     return path
 
 
@@ -84,6 +96,7 @@ def decomposition_section(table: pd.DataFrame, figures: Path, run_dir: Path) -> 
         "```",
         "",
         f"Of the generalization gap of {gap['game loss']:.2f} nats, L_adapt carries {gap['L_adapt']:.2f} "
-        f"({share:.0%}) and L_info {gap['L_info']:.2f}.",
+        f"({share:.0%}) and L_info {gap['L_info']:.2f}." if np.isfinite(gap.to_numpy()).all() else
+        "The gap is not a finite number: a run diverged (above), so it says nothing about generalization.",
         "",
     ]

@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lab.experiment import results
-from lab.experiment.sweep import read_manifest, read_results
+from lab.experiment import divergence, results
+from lab.experiment.io import add_entries
+from lab.experiment.sweep import diverged_cells, read_manifest, read_results
 from lab.report import plots
 
 METRICS = ("accuracy", "topsim", "loss")
@@ -105,6 +106,10 @@ def report(sweep_dir: Path) -> Path:
         f"{_format(best['accuracy mean'])} ± {_format(best['accuracy std'])} over {int(best['seeds'])} seeds.",
         "",
     ]
+    diverged = diverged_cells(sweep_dir)
+    if diverged:
+        lines += [f"**Diverged**: {divergence.describe(diverged, 'cell')} ({', '.join(map(str, sorted(diverged)))}): "
+                  f"their rows end at the evaluation where a run's numbers went non-finite.", ""]
     for title, path in shown:
         lines += [f"![{title}]({Path(path).relative_to(sweep_dir)})", ""]
     lines += [f"Final {split} metrics per cell, mean and std over seeds, best first"
@@ -113,4 +118,5 @@ def report(sweep_dir: Path) -> Path:
               f"Table: `pandas.read_parquet('{sweep_dir}/metrics')`; configs and checkpoints: `cells/<cell>/`.", ""]
     path = sweep_dir / "report.md"
     path.write_text("\n".join(lines))
+    add_entries(sweep_dir, [path.name, figures.name])  # the folder's marker: the lab wrote these too
     return path

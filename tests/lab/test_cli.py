@@ -18,13 +18,14 @@ import yaml
 
 import games
 from lab import checkpoint, cli, config, results
+from lab.experiment import io
 from lab.experiment.run import read_config
 
 # the YAML file holds the world, the command line the rest: both paths into the config are used
 YAML = {"game": {"n_attributes": 2, "n_values": 3}, "agents": {"hidden_size": 32, "embedding_size": 16}}
 OVERRIDES = ["agents.vocab_size=8", "agents.max_len=3", "train.batch_size=64", "train.steps=200",
              "train.eval_every=100", "train.seeds=2", "train.seed=3", "train.lr=0.005"]
-FILES = {"config.yaml", "metrics.parquet", "checkpoint.npz"}
+FILES = {"config.yaml", "metrics.parquet", "checkpoint.npz", io.MARKER}
 
 
 def lab_command() -> list[str]:
@@ -41,10 +42,11 @@ def config_file(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, config_file):
-    """`lab run --overwrite` over a directory holding a stale file: (run_dir, completed process)."""
+    """`lab run --overwrite` over a lab folder holding a stale file it wrote: (run_dir, completed process)."""
     out = tmp_path_factory.mktemp("runs") / "tiny"
     out.mkdir()
     (out / "stale.txt").write_text("from an earlier run")
+    io.mark(out, "run")
     command = lab_command() + ["run", "--out", str(out), "--config", str(config_file), "--overwrite", *OVERRIDES]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr

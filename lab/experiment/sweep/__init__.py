@@ -9,6 +9,7 @@ from lab.experiment.sweep.store import (
     METRICS_DIR,
     check_part,
     cell_dir,
+    diverged_cells,
     finished,
     manifest,
     open_store,
@@ -20,6 +21,6 @@ from lab.experiment.sweep.store import (
 
 __all__ = [
     "run_sweep", "CellResult", "chunks", "train_cells", "Plan", "SweepCell", "digest", "load_plan", "make_plan", "read_sweep",
-    "static_key", "CELLS_DIR", "MANIFEST", "METRICS_DIR", "check_part", "cell_dir", "finished", "manifest", "open_store",
+    "static_key", "CELLS_DIR", "MANIFEST", "METRICS_DIR", "check_part", "cell_dir", "diverged_cells", "finished", "manifest", "open_store",
     "part_path", "read_manifest", "read_results", "write_cell",
 ]

@@ -11,7 +11,7 @@ import pandas as pd
 
 from lab.core.hparams import concatenate, hparams_from_config
 from lab.core.trainer import seed_keys
-from lab.experiment import results
+from lab.experiment import divergence, results
 from lab.experiment.build import make_trainer
 from lab.experiment.execute import run_population
 from lab.experiment.sweep.plan import Plan, SweepCell
@@ -22,6 +22,8 @@ class CellResult(NamedTuple):
     table: pd.DataFrame  # cell, <swept keys>, seed, step, split, metric, value
     senders: Any  # parameters stacked over the cell's seeds `[seeds, P, ...]`, numpy leaves
     receivers: Any
+    diverged: dict[int, tuple[int, str]]  # {seed: (step, quantity)} of its runs that diverged (lab.experiment.divergence)
+    diverged_at: np.ndarray  # [seeds] the step each diverged at, -1 when it did not
 
 
 def cell_table(cell: SweepCell, history, steps: np.ndarray, keys: tuple[str, ...]) -> pd.DataFrame:
@@ -43,8 +45,10 @@ def train_cells(cells: list[SweepCell], keys: tuple[str, ...], size: int | None 
     for cell in cells:
         runs = slice(start, start + cell.config.train.seeds)
         start = runs.stop
-        out.append(CellResult(cell.index, cell_table(cell, jax.tree.map(lambda a: a[runs], history), trainer.eval_steps, keys),
-                              jax.tree.map(lambda a: a[runs], state.senders), jax.tree.map(lambda a: a[runs], state.receivers)))
+        own = jax.tree.map(lambda a: a[runs], history)
+        out.append(CellResult(cell.index, cell_table(cell, own, trainer.eval_steps, keys),
+                              jax.tree.map(lambda a: a[runs], state.senders), jax.tree.map(lambda a: a[runs], state.receivers),
+                              divergence.diverged(own, cell.seeds), own[divergence.KEY]["step"]))
     return out
 
 

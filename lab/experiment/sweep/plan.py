@@ -51,10 +51,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from lab.core.hparams import continuous_keys
-from lab.experiment.config import SECTIONS, Config, ConfigError, from_dict, to_dict
+from games.fields import shown
+from lab.experiment.config import SECTIONS, Config, ConfigError, from_dict, read_yaml_file, to_dict
 
 SWEEP_KEYS = ("base", "grid", "configs", "seeds")
 # which runs a cell holds, not how they run: cells differing only here share a compile group
@@ -78,6 +78,11 @@ class SweepCell:
     def seeds(self) -> np.ndarray:
         t = self.config.train
         return np.arange(t.seed, t.seed + t.seeds)
+
+    @property
+    def digest(self) -> str:
+        """sha256 of the resolved config: what the cell's stored part and checkpoint were trained from."""
+        return digest(to_dict(self.config))
 
 
 @dataclass(frozen=True, eq=False)
@@ -134,9 +139,9 @@ def static_key(config: Config) -> str:
 def _check_key(key: str, where: str) -> None:
     section, _, name = key.partition(".")
     if section not in SECTIONS:
-        raise ConfigError(f"{where}: unknown config key {key!r}; keys are section.field with section in {', '.join(SECTIONS)}")
+        raise ConfigError(f"{where}: unknown config key {shown(key)}; keys are section.field with section in {', '.join(SECTIONS)}")
     if name not in _fields(section):
-        raise ConfigError(f"{where}: unknown config key {key!r}; allowed in {section}: {', '.join(_fields(section))}")
+        raise ConfigError(f"{where}: unknown config key {shown(key)}; allowed in {section}: {', '.join(_fields(section))}")
 
 
 def _dotted(tree: Any, where: str) -> dict[str, Any]:
@@ -144,7 +149,7 @@ def _dotted(tree: Any, where: str) -> dict[str, Any]:
     if tree is None:
         return {}
     if not isinstance(tree, dict):
-        raise ConfigError(f"{where}: expected a mapping of config fields, got {tree!r}")
+        raise ConfigError(f"{where}: expected a mapping of config fields, got {shown(tree)}")
     flat = {}
     for key, value in tree.items():
         key = str(key)
@@ -169,7 +174,7 @@ def _config(dotted: dict[str, Any], where: str) -> Config:
 
 
 def _describe_values(values: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v!r}" for k, v in values.items())
+    return ", ".join(f"{k}={shown(v)}" for k, v in values.items())
 
 
 def digest(spec: Any) -> str:
@@ -179,26 +184,26 @@ def digest(spec: Any) -> str:
 def make_plan(spec: Any, source: str = "<dict>") -> Plan:
     """Cells and compile groups of a parsed sweep file; every cell's config validated."""
     if not isinstance(spec, dict):
-        raise ConfigError(f"expected a mapping with keys {', '.join(SWEEP_KEYS)}, got {spec!r}")
+        raise ConfigError(f"expected a mapping with keys {', '.join(SWEEP_KEYS)}, got {shown(spec)}")
     unknown = [str(k) for k in spec if k not in SWEEP_KEYS]
     if unknown:
-        raise ConfigError(f"unknown key {unknown[0]!r}; allowed: {', '.join(SWEEP_KEYS)}")
+        raise ConfigError(f"unknown key {shown(unknown[0])}; allowed: {', '.join(SWEEP_KEYS)}")
     base = _dotted(spec.get("base"), "base")
     seeds = spec.get("seeds")
     if seeds is not None:
         if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-            raise ConfigError(f"seeds={seeds!r}: expected a positive integer (seeds per cell)")
+            raise ConfigError(f"seeds={shown(seeds)}: expected a positive integer (seeds per cell)")
         base["train.seeds"] = seeds
 
     grid = spec.get("grid")
     if grid is None:
         grid = {}
     if not isinstance(grid, dict):
-        raise ConfigError(f"grid: expected a mapping of dotted keys to lists of values, got {grid!r}")
+        raise ConfigError(f"grid: expected a mapping of dotted keys to lists of values, got {shown(grid)}")
     for key, values in grid.items():
         _check_key(str(key), "grid")
         if not isinstance(values, list):
-            raise ConfigError(f"grid {key}: expected a list of values, got {values!r}")
+            raise ConfigError(f"grid {key}: expected a list of values, got {shown(values)}")
         if not values:
             raise ConfigError(f"grid {key}: empty list; give at least one value")
     grid = {str(k): v for k, v in grid.items()}
@@ -206,7 +211,7 @@ def make_plan(spec: Any, source: str = "<dict>") -> Plan:
     if "configs" in spec:
         configs = spec["configs"]
         if not isinstance(configs, list) or not configs:
-            raise ConfigError(f"configs: expected a non-empty list of configs, got {configs!r}")
+            raise ConfigError(f"configs: expected a non-empty list of configs, got {shown(configs)}")
         configs = [_dotted(entry, f"configs[{i}]") for i, entry in enumerate(configs)]
     elif grid:
         configs = [{}]
@@ -249,16 +254,7 @@ def make_plan(spec: Any, source: str = "<dict>") -> Plan:
 
 
 def read_sweep(path: str | Path) -> Any:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"sweep file {str(path)!r} does not exist")
-    try:
-        return yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        raise ConfigError(f"sweep file {str(path)!r} is not valid YAML: {problem}{where}") from None
+    return read_yaml_file(path, "sweep file")
 
 
 def load_plan(path: str | Path) -> Plan:

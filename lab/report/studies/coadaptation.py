@@ -45,10 +45,10 @@ from lab import analysis
 from lab.core.hparams import hparams_from_config
 from lab.core.spec import Spec
 from lab.core.trainer import Trainer, seed_keys
-from lab.experiment import results
+from lab.experiment import divergence, results
 from lab.experiment.config import Config, ConfigError, load, to_dict
-from lab.experiment.io import staged
-from lab.experiment.run import check_out_dir, seeds_of, train
+from lab.experiment.io import check_out, staged
+from lab.experiment.run import seeds_of, train
 from lab.report import plots
 from lab.report.studies.common import MIN_SEEDS, NOT_REPRODUCED, REPRODUCED, RULE, RULE_SE, Study, judge
 
@@ -316,15 +316,17 @@ def coadaptation(out: str | Path, small: bool = False, overwrite: bool = False, 
                  overrides: list[str] = (), preset: str | None = None) -> Study:
     """Rita et al. 2022's claims on co-adaptation, each judged over seeds with a probe listener; writes DIR (module doc)."""
     out = Path(out)
-    check_out_dir(out, overwrite)
+    check_out(out, overwrite)
     preset = preset_of(small, preset)
     configs = study_configs(preset, overrides)
-    timing, frames, senders = {}, [], {}
+    timing, frames, senders, notes = {}, [], {}, []
     for name, config in configs.items():
         if progress:
             print(f"[{name}] {config.train.seeds} seeds x {config.train.steps} steps", flush=True)
         start = time.perf_counter()
-        _, state, table = train(config, progress)
+        _, state, table, diverged, _ = train(config, progress)
+        if diverged:
+            notes.append(f"{name}: {divergence.describe(diverged)} (its rows end there)")
         timing[name] = time.perf_counter() - start
         frames.append(table.assign(condition=name))
         senders[name] = state.senders
@@ -337,9 +339,11 @@ def coadaptation(out: str | Path, small: bool = False, overwrite: bool = False, 
     seeds = per_seed(table)
     summary, judged = summarize(seeds), claims(seeds)
     text = verdict(seeds, judged)
+    if notes:  # the claims compare seeds at their last evaluation: a diverged one's is where it diverged
+        text += "\n\nDiverged, marked and kept: " + "; ".join(notes) + "."
     seconds = sum(timing.values())
 
-    with staged(out) as staging:
+    with staged(out, overwrite, kind="study") as staging:
         results.write_parquet(table, staging / "metrics.parquet")
         seeds.to_csv(staging / "per_seed.csv", index=False)
         summary.to_csv(staging / "summary.csv")

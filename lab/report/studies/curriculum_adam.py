@@ -35,8 +35,8 @@ from lab.experiment import results
 from lab.experiment.build import make_trainer
 from lab.experiment.config import Config, load, to_dict
 from lab.experiment.execute import run_population
-from lab.experiment.io import staged
-from lab.experiment.run import check_out_dir, progress_bar
+from lab.experiment.io import check_out, staged
+from lab.experiment.run import progress_bar
 from lab.report.studies import curriculum_figures as figures
 from lab.report.studies.common import Study
 
@@ -306,7 +306,7 @@ def curriculum_adam(out: str | Path, small: bool = False, overwrite: bool = Fals
                     overrides: list[str] = (), schedulers=None) -> Study:
     """Curricula against uniform over an Adam grid: do they beat well-tuned Adam? Writes DIR (module doc)."""
     out = Path(out)
-    check_out_dir(out, overwrite)
+    check_out(out, overwrite)
     configs = study_configs(small, overrides, schedulers)
     cells = adam_grid(small)
     start = time.perf_counter()
@@ -325,7 +325,7 @@ def curriculum_adam(out: str | Path, small: bool = False, overwrite: bool = Fals
     text = verdict(summary, mechanism)
     best = best_settings(summary)
 
-    with staged(out) as staging:
+    with staged(out, overwrite, kind="study") as staging:
         results.write_parquet(table, staging / "metrics.parquet")
         summary.to_csv(staging / "summary.csv", index=False)
         figures.heatmap(summary, staging / "heatmap.png", list(configs))

@@ -35,8 +35,8 @@ from lab.experiment import results, selection
 from lab.experiment.build import make_trainer
 from lab.experiment.config import Config, load, to_dict
 from lab.experiment.execute import run_population
-from lab.experiment.io import staged
-from lab.experiment.run import check_out_dir, progress_bar
+from lab.experiment.io import check_out, staged
+from lab.experiment.run import progress_bar
 from lab.report.studies.common import Study
 
 # K=3 attributes x V=4 values, a compositional split (51 train objects), Zipf(1.5) over train: the most frequent object
@@ -263,7 +263,7 @@ def dro(out: str | Path, small: bool = False, overwrite: bool = False, progress:
         overrides: list[str] = ()) -> Study:
     """Rare meanings: ERM against Group DRO, CVaR, KL-DRO and RP-DRO under Zipf inputs; writes DIR (module doc)."""
     out = Path(out)
-    check_out_dir(out, overwrite)
+    check_out(out, overwrite)
     configs = study_configs(small, overrides)
     knobs = KNOBS if small else FULL_KNOBS
     start = time.perf_counter()
@@ -282,7 +282,7 @@ def dro(out: str | Path, small: bool = False, overwrite: bool = False, progress:
     summary = summarize(runs)
     verdicts = {model: verdict(summary, model) for model in MODELS}
 
-    with staged(out) as staging:
+    with staged(out, overwrite, kind="study") as staging:
         results.write_parquet(table, staging / "metrics.parquet")
         runs.to_csv(staging / "runs.csv", index=False)
         summary.to_csv(staging / "summary.csv")

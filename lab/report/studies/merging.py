@@ -38,8 +38,8 @@ from lab.core.hparams import hparams_from_config, with_values
 from lab.experiment import cache, checkpoint, results
 from lab.experiment.build import make_trainer
 from lab.experiment.config import Config, load, to_dict
-from lab.experiment.io import staged
-from lab.experiment.run import check_out_dir, progress_bar
+from lab.experiment.io import check_out, staged
+from lab.experiment.run import progress_bar
 from lab.merging import lineage
 from lab.merging.soups import ranking
 from lab.report.studies.common import Study
@@ -338,7 +338,7 @@ def merging(out: str | Path, small: bool = False, overwrite: bool = False, progr
             overrides: list[str] = ()) -> Study:
     """Weight averaging: best single vs soups vs ensemble, barriers (shared vs independent), rewarded soups; writes DIR."""
     out = Path(out)
-    check_out_dir(out, overwrite)
+    check_out(out, overwrite)
     cache.enable()
     start_time = time.perf_counter()
     configs = study_configs(small, overrides)
@@ -373,7 +373,7 @@ def merging(out: str | Path, small: bool = False, overwrite: bool = False, progr
         results.tidy(tune_history, tune_trainer.eval_steps, np.arange(len(runs))).assign(phase="fine-tune"),
     ], ignore_index=True)
 
-    with staged(out) as staging:
+    with staged(out, overwrite, kind="study") as staging:
         results.write_parquet(table, staging / "evaluations.parquet")
         results.write_parquet(training, staging / "training.parquet")
         runs.to_csv(staging / "runs.csv", index_label="run")

@@ -132,7 +132,7 @@ BAD = {
     "negative batch": (["train.batch_size=-8"], ["train.batch_size", "-8", ">= 1"]),
     "zero values": (["game.n_values=0"], ["game.n_values", "0", ">= 1"]),
     "zero attributes": (["game.n_attributes=0"], ["game.n_attributes", "0", ">= 1"]),
-    "max_len 0": (["agents.max_len=0"], ["agents.max_len", "0", ">= 1"]),
+    "max_len 0": (["agents.max_len=0"], ["agents.max_len", "0", "[1, 100]"]),
     "vocab without a symbol": (["agents.vocab_size=1"], ["agents.vocab_size", "1", ">= 2"]),
     "negative lr": (["train.lr=-0.001"], ["train.lr", "-0.001", ">= 0"]),
     "test_fraction 0": (["game.test_fraction=0"], ["game.test_fraction", "0", "(0.0, 1.0)"]),

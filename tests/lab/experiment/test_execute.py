@@ -69,12 +69,13 @@ def test_a_bad_device_count_is_a_clear_error():
 
 
 def test_packed_outputs_unpack_to_the_same_tree_bit_for_bit():
-    import pickle
+    import json
 
     import jax
     import jax.numpy as jnp
     import numpy as np
 
+    from lab.experiment.cache import tree_data, tree_of
     from lab.experiment.execute import Packed
 
     tree = {"loss": jnp.float32(0.25), "split": {"counts": jnp.arange(-2, 2, dtype=jnp.int32),
@@ -83,8 +84,8 @@ def test_packed_outputs_unpack_to_the_same_tree_bit_for_bit():
     runs = jax.tree.map(lambda a: jnp.stack([a, a]), tree)
     packed = jax.device_get(jax.jit(jax.vmap(Packed.of))(runs))  # [2 runs, 10]
     assert packed.vector.shape == (2, 10)
-    # the tree and dtypes travel in the output tree, as the export cache keeps it
-    treedef = pickle.loads(pickle.dumps(jax.tree.structure(packed)))
+    # the tree and dtypes travel in the output tree, as the export cache keeps it (plain data, no pickle)
+    treedef = tree_of(json.loads(json.dumps(tree_data(jax.tree.structure(packed)))))
     out = jax.tree.unflatten(treedef, [packed.vector]).unpack()
     assert jax.tree.structure(out) == jax.tree.structure(runs)
     for got, want in zip(jax.tree.leaves(out), jax.tree.leaves(runs)):
