@@ -68,6 +68,13 @@ def cmd_serve(args) -> None:
           role=args.role)
 
 
+def cmd_export(args) -> None:
+    from lab.export import export
+
+    out = export(args.run_dir, args.out, fmt=args.format, utterances=args.utterances, overwrite=args.overwrite)
+    print(f"wrote {out}/ (metadata.yml; data/seed-*/corpus.jsonl, corpus.structured.jsonl, metadata.json)")
+
+
 def cmd_study(args) -> None:
     from lab.report.studies import run_study
 
@@ -159,6 +166,20 @@ def parser(studies: bool = True) -> argparse.ArgumentParser:
     sv.add_argument("--seed-index", type=int, default=0, help="which seed of the run is the partner: 0 the first (default)")
     sv.add_argument("--record", help="the CSV file to append the rounds to (default RUN/play/games.csv)")
     sv.set_defaults(func=cmd_serve)
+
+    ex = sub.add_parser("export", help="write a run's languages as a corpus other tools can read (ELCC-style, with meanings)",
+                        description="One corpus per seed: corpus.jsonl (one utterance per line, a JSON list of symbols), "
+                                    "corpus.structured.jsonl (each utterance with its meaning: the object, held-out or not, "
+                                    "its training frequency) and metadata.json (the config, corpus statistics, the language's "
+                                    "measures); metadata.yml describes the whole. See lab/export.py.")
+    ex.add_argument("run_dir", help="a run directory written by `lab run`")
+    ex.add_argument("--format", default="elcc", help="the corpus format: elcc (the Emergent Language Corpus Collection's layout)")
+    ex.add_argument("--out", required=True, help="the folder to write")
+    ex.add_argument("--utterances", type=int, default=0,
+                    help="0 (default): each object once with the speaker's preferred word; N: N utterances sampled from the "
+                         "speaker, objects drawn from the training distribution")
+    ex.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    ex.set_defaults(func=cmd_export)
     return p
 
 

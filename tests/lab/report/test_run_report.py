@@ -1,9 +1,11 @@
-"""`lab report RUN` shows the game, the training and the language: one tiny run of one seed, three attributes."""
+"""`lab report RUN` shows the game, the training and the language, and `lab export` shares it: one tiny run of one seed."""
 
+import json
 import re
 
 import pandas as pd
 import pytest
+import yaml
 
 import games
 from lab import cli, config
@@ -54,3 +56,38 @@ def test_the_lexicon_lists_every_object_with_held_out_marked(report):
     assert len(rows) == len(world.objects)
     assert sum(line.split("|")[2].strip() == "*" for line in rows) == len(world.test)
     assert "| seed | words | topsim | posdis | bosdis | context independence | TRE |" in text
+
+
+# -- lab export: the same language as an ELCC-style corpus ----------------------------------------
+
+
+def test_export_writes_one_corpus_per_seed_with_meanings(report, tmp_path):
+    out, _ = report
+    corpus = tmp_path / "corpus"
+    assert cli.main(["export", str(out), "--format", "elcc", "--out", str(corpus)]) == 0
+    assert yaml.safe_load((corpus / "metadata.yml").read_text())["variants"] == {"seed-5": {"seed": 5}}
+    folder = corpus / "data" / "seed-5"
+    utterances = [json.loads(line) for line in (folder / "corpus.jsonl").read_text().splitlines()]
+    structured = [json.loads(line) for line in (folder / "corpus.structured.jsonl").read_text().splitlines()]
+    lexicon = pd.read_csv(out / "lexicon.csv")
+    assert len(utterances) == len(structured) == len(lexicon)
+    for u, s, (_, row) in zip(utterances, structured, lexicon.iterrows()):
+        assert all(isinstance(t, int) and 1 <= t < 6 for t in u)  # symbols only: no EOS, no padding
+        assert s["utterance"] == u and s["word"] == row["message"] and s["held_out"] == row["held_out"]
+        assert " ".join(map(str, s["object"])) == row["object"] and s["attributes"]["1"] == row["attribute 1"]
+    meta = json.loads((folder / "metadata.json").read_text())
+    tokens = [t for u in utterances for t in u]
+    assert meta["analysis"]["n_utterances"] == len(utterances) and meta["analysis"]["n_tokens"] == len(tokens)
+    assert meta["analysis"]["n_unique_tokens"] == len(set(tokens)) and meta["config"]["train"]["seed"] == 5
+    assert set(meta["language"]) == {"topsim", "posdis", "bosdis", "context_independence", "tree_reconstruction_error"}
+
+
+def test_export_samples_utterances_of_trained_objects_and_refuses_bad_input(report, tmp_path, capsys):
+    out, _ = report
+    corpus = tmp_path / "sampled"
+    assert cli.main(["export", str(out), "--out", str(corpus), "--utterances", "40"]) == 0
+    lines = [json.loads(line) for line in (corpus / "data" / "seed-5" / "corpus.structured.jsonl").read_text().splitlines()]
+    assert len(lines) == 40 and not any(line["held_out"] for line in lines)
+    assert cli.main(["export", str(out), "--out", str(corpus), "--utterances", "40"]) == 2  # not empty: kept
+    assert cli.main(["export", str(out), "--out", str(tmp_path / "x"), "--format", "csv"]) == 2
+    assert "allowed values are elcc" in capsys.readouterr().err and not (tmp_path / "x").exists()
