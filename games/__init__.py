@@ -13,7 +13,7 @@ import jax
 
 jax.config.update("jax_threefry_partitionable", False)
 
-from games import difficulty, messages
+from games import difficulty, languages, messages
 from games.config import GameConfig
 from games.distributions import DISTRIBUTIONS
 from games.fields import ConfigError, doc
@@ -36,7 +36,7 @@ from games.world import World, make_world, world_of
 
 __all__ = [
     "GAMES", "SPLITS", "DISTRIBUTIONS", "Action", "EnvParams", "EnvState", "Observation", "GameConfig", "ConfigError", "doc", "difficulty",
-    "LewisGame", "LewisReconstruction", "LewisDiscrimination", "make_game", "reconstruction_episodes", "messages", "message_length",
+    "LewisGame", "LewisReconstruction", "LewisDiscrimination", "make_game", "reconstruction_episodes", "languages", "messages", "message_length",
     "truncate_at_eos", "all_objects", "object_set", "sample_objects", "compositional_split",
     "iid_split", "World", "make_world", "world_of",
 ]

@@ -75,7 +75,22 @@ def cmd_report(args) -> None:
 def cmd_play(args) -> None:
     from lab.play import play
 
-    play(args.run_dir, role=args.role, rounds=args.rounds, index=args.seed_index)
+    play(args.run_dir, role=args.role, rounds=args.rounds, index=args.seed_index, seed=args.seed,
+         participant=args.participant, record=args.record, hint=args.hint)
+
+
+def cmd_serve(args) -> None:
+    from lab.serve import serve
+
+    serve(args.run_dir, host=args.host, port=args.port, rounds=args.rounds, index=args.seed_index, record=args.record,
+          role=args.role)
+
+
+def cmd_export(args) -> None:
+    from lab.export import export
+
+    out = export(args.run_dir, args.out, fmt=args.format, utterances=args.utterances, overwrite=args.overwrite)
+    print(f"wrote {out}/ (metadata.yml; data/seed-*/corpus.jsonl, corpus.structured.jsonl, metadata.json)")
 
 
 def cmd_study(args) -> None:
@@ -143,18 +158,54 @@ def parser(studies: bool = True) -> argparse.ArgumentParser:
                     help="dotted overrides applied to every condition, right after the name: lab study coadaptation train.seeds=2 --out DIR")
     st.set_defaults(func=cmd_study)
 
-    pl = sub.add_parser("play", help="play one role of the game against a trained agent, in the terminal")
+    pl = sub.add_parser("play", help="play one role of the game against a trained agent, in the terminal; every round is recorded",
+                        description="You play the speaker or the listener against one trained agent of a run. Each round is "
+                                    "appended to a CSV table (participant, sitting, round, role, target, held_out, message, guess, "
+                                    "reward, seconds, ...) at RUN/play/games.csv or --record; earlier sittings are kept.")
     pl.add_argument("run_dir", help="a run directory written by `lab run`")
-    pl.add_argument("--role", default="speaker", help="your role: speaker or listener")
-    pl.add_argument("--rounds", type=int, default=5)
-    pl.add_argument("--seed-index", type=int, default=0, help="which seed of the run is your partner")
+    pl.add_argument("--role", default="listener", help="your role: listener (you read the agent's messages; the default) or speaker")
+    pl.add_argument("--rounds", type=int, default=10, help="how many rounds to play (default 10)")
+    pl.add_argument("--seed", type=int, default=None,
+                    help="draw the targets from this seed, to replay a sitting (default: a new random order each sitting)")
+    pl.add_argument("--seed-index", type=int, default=0, help="which seed of the run is your partner: 0 the first (default)")
+    pl.add_argument("--participant", default="anonymous", help="your name or code, written in the record")
+    pl.add_argument("--record", help="the CSV file to append the rounds to (default RUN/play/games.csv)")
+    pl.add_argument("--hint", action="store_true", help="first show the agent's words for the objects it learned on")
     pl.set_defaults(func=cmd_play)
+
+    sv = sub.add_parser("serve", help="a local web page where participants play against a trained agent; every round is recorded",
+                        description="Starts a small web server. Participants read the instructions, consent, give a name or code, "
+                                    "choose a role and play; the rounds go to the same table as `lab play` "
+                                    "(RUN/play/games.csv or --record).")
+    sv.add_argument("run_dir", help="a run directory written by `lab run`")
+    sv.add_argument("--port", type=int, default=8000, help="the port to listen on (default 8000)")
+    sv.add_argument("--host", default="127.0.0.1",
+                    help="the address to listen on: 127.0.0.1 (this computer only, the default) or 0.0.0.0 (the local network)")
+    sv.add_argument("--rounds", type=int, default=10, help="rounds per participant (default 10)")
+    sv.add_argument("--role", choices=("speaker", "listener"), help="offer only this role (default: the participant chooses)")
+    sv.add_argument("--seed-index", type=int, default=0, help="which seed of the run is the partner: 0 the first (default)")
+    sv.add_argument("--record", help="the CSV file to append the rounds to (default RUN/play/games.csv)")
+    sv.set_defaults(func=cmd_serve)
+
+    ex = sub.add_parser("export", help="write a run's languages as a corpus other tools can read (ELCC-style, with meanings)",
+                        description="One corpus per seed: corpus.jsonl (one utterance per line, a JSON list of symbols), "
+                                    "corpus.structured.jsonl (each utterance with its meaning: the object, held-out or not, "
+                                    "its training frequency) and metadata.json (the config, corpus statistics, the language's "
+                                    "measures); metadata.yml describes the whole. See lab/export.py.")
+    ex.add_argument("run_dir", help="a run directory written by `lab run`")
+    ex.add_argument("--format", default="elcc", help="the corpus format: elcc (the Emergent Language Corpus Collection's layout)")
+    ex.add_argument("--out", required=True, help="the folder to write")
+    ex.add_argument("--utterances", type=int, default=0,
+                    help="0 (default): each object once with the speaker's preferred word; N: N utterances sampled from the "
+                         "speaker, objects drawn from the training distribution")
+    ex.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    ex.set_defaults(func=cmd_export)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = parser(studies=not argv or argv[0] not in ("run", "sweep", "report", "play")).parse_args(argv)
+    args = parser(studies=not argv or argv[0] not in ("run", "sweep", "report", "play", "serve", "export")).parse_args(argv)
     try:
         code = args.func(args) or 0
     except (ConfigError, ValueError, FileNotFoundError) as error:

@@ -1,12 +1,24 @@
-"""`lab play RUN_DIR`: a person plays one role of the game against a trained agent.
+"""A person plays one role of the game against a trained agent, and every game is recorded.
 
-The trained agent becomes a gymnasium partner (`games.gym.LewisEnv`): as the speaker it says
-its greedy message; as the listener it reads the message and guesses where it ends.
+`Partner` holds what every sitting against one run shares (the trained agents, the world, their
+lexicon); a `Sitting` is one person's rounds: it says who the person is and what they may type,
+checks each answer, scores it with the game's own reward (through the gymnasium env,
+`games.gym.LewisEnv`) and appends a row to the record (`Record`). The terminal (`lab play`, `play`
+below) and the web page (`lab serve`, `lab.serve`) drive the same `Sitting`.
+
+The record is a CSV file, one row per round, appended as each round ends, so an interrupted sitting
+keeps its rounds and a new sitting never overwrites an earlier one: `COLUMNS`.
 """
 
 from __future__ import annotations
 
+import csv
+import fcntl
+import secrets
 import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
@@ -17,10 +29,18 @@ import numpy as np
 
 import games
 import games.gym  # registers the gymnasium ids
+from games.languages import LETTERS, spell
 from lab.core.rollout import guess_log_probs
 from lab.experiment import checkpoint
 from lab.experiment.config import Config, ConfigError
+from lab.experiment.language import greedy_messages, object_text
 from lab.experiment.run import read_config
+
+ROLES = ("speaker", "listener")
+COLUMNS = ["participant", "sitting", "round", "role", "target", "held_out", "message", "guess", "reward", "seconds",
+           "run", "partner_seed", "time"]
+RECORD_FILE = Path("play") / "games.csv"
+QUIT = ("q", "quit", "stop", "exit")
 
 
 def _batched(fn, n_leading_single: int):
@@ -56,60 +76,264 @@ def trained_partners(config: Config, checkpoint_path: str | Path, index: int = 0
     return _batched(speak, 1), _batched(listen, 1)
 
 
-def make_env(run_dir: str | Path, role: str, index: int = 0) -> gymnasium.Env:
-    run_dir = Path(run_dir)
-    config = read_config(run_dir)
-    speaker, listener = trained_partners(config, run_dir / checkpoint.FILENAME, index)
-    g, a = config.game, config.agents
-    game_id = games.gym.RECONSTRUCTION_ID if g.kind == "reconstruction" else games.gym.DISCRIMINATION_ID
-    world = games.world_of(g)
-    return gymnasium.make(game_id, n_attributes=g.n_attributes, n_values=g.n_values, vocab_size=a.vocab_size,
-                          max_len=a.max_len, n_distractors=g.n_distractors, hard_negatives=g.hard_negatives,
-                          objects=world.objects, role=role, partner=listener if role == "speaker" else speaker,
-                          render_mode="ansi")
+class Partner:
+    """The trained agents of one seed of a run, their world and their language: shared by every sitting."""
+
+    def __init__(self, run_dir: str | Path, index: int = 0):
+        self.run_dir = Path(run_dir)
+        self.config = read_config(self.run_dir)
+        path = self.run_dir / checkpoint.FILENAME
+        if not path.is_file():
+            raise ConfigError(f"{str(self.run_dir)!r} has no {checkpoint.FILENAME}; is it a run directory written by `lab run`?")
+        self.index = index
+        self.speaker, self.listener = trained_partners(self.config, path, index)
+        self.seed = int(checkpoint.read(path)["seeds"][index])
+        self.world = games.world_of(self.config.game)
+        self.held_out = {tuple(o) for o in self.world.test_objects.tolist()}
+        self.words = {tuple(o): spell(m) for o, m in zip(self.world.objects.tolist(), greedy_messages(self.config, path)[index])}
+
+    def env(self, role: str) -> gymnasium.Env:
+        g, a = self.config.game, self.config.agents
+        game_id = games.gym.RECONSTRUCTION_ID if g.kind == "reconstruction" else games.gym.DISCRIMINATION_ID
+        return gymnasium.make(game_id, n_attributes=g.n_attributes, n_values=g.n_values, vocab_size=a.vocab_size,
+                              max_len=a.max_len, n_distractors=g.n_distractors, hard_negatives=g.hard_negatives,
+                              objects=self.world.objects, role=role,
+                              partner=self.listener if role == "speaker" else self.speaker).unwrapped
+
+    def hint(self) -> str:
+        """The speaker's lexicon for the objects it trained on (the held-out ones are the test)."""
+        pairs = sorted((w, object_text(o)) for o, w in self.words.items() if o not in self.held_out)
+        width = max(len(w) for w, _ in pairs)
+        lines = [f"  {w:<{width}}  {o}" for w, o in pairs]
+        return "The agent's words for the objects it learned on (word, then object):\n" + "\n".join(lines) + "\n"
 
 
-def _read_action(env, prompt: str, stdin: TextIO, stdout: TextIO):
-    space = env.action_space
-    while True:
-        stdout.write(prompt)
-        stdout.flush()
-        line = stdin.readline()
-        if not line:
-            return None
-        try:
-            values = [int(v) for v in line.split()]
-            action = np.array(values if isinstance(space, gymnasium.spaces.MultiDiscrete) else values[0], dtype=np.int64)
-            if isinstance(space, gymnasium.spaces.MultiDiscrete) and action.shape != space.shape:
-                # a short message is padded with EOS
-                action = np.concatenate([action, np.zeros(space.shape[0] - action.size, np.int64)])[: space.shape[0]]
-            if space.contains(action):
-                return action
-        except (ValueError, IndexError):
-            pass
-        stdout.write(f"  not a valid action; allowed: {space}\n")
+class Record:
+    """A CSV file of rounds (`COLUMNS`), appended one row at a time under a file lock; never truncated."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if self.path.is_dir():
+            raise ConfigError(f"--record {str(self.path)!r} is a folder; give a file name such as games.csv")
+        if self.path.is_file() and self.path.stat().st_size > 0:
+            with self.path.open(newline="") as f:
+                header = next(csv.reader(f), [])
+            if header != COLUMNS:
+                raise ConfigError(f"--record {str(self.path)!r} holds another table (its columns: {', '.join(header[:4])}, ...); "
+                                  f"give a new file name")
+
+    def append(self, row: dict) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", newline="") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                writer = csv.DictWriter(f, COLUMNS)
+                if f.tell() == 0:
+                    writer.writeheader()
+                writer.writerow(row)
+                f.flush()
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def play(run_dir: str | Path, role: str = "speaker", rounds: int = 5, index: int = 0, seed: int = 0,
-         stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> float:
-    """Play `rounds` episodes from the terminal; returns the person's mean reward."""
-    if role not in ("speaker", "listener"):
-        raise ConfigError(f"--role {role!r}: allowed values are speaker, listener")
-    env = make_env(run_dir, role, index)
-    prompt = ("your message (symbols 1.. separated by spaces, 0 = EOS): " if role == "speaker" else
-              "your guess (one value per attribute): " if isinstance(env.action_space, gymnasium.spaces.MultiDiscrete)
-              else "your guess (candidate number): ")
-    rewards = []
-    env.reset(seed=seed)
-    for _ in range(rounds):
-        stdout.write(env.render() + "\n")
-        action = _read_action(env, prompt, stdin, stdout)
-        if action is None:
-            break
-        _, reward, _, _, _ = env.step(action)
-        rewards.append(reward)
-        stdout.write(env.render() + "\n\n")
-        env.reset()
-    score = float(np.mean(rewards)) if rewards else 0.0
-    stdout.write(f"mean reward over {len(rewards)} rounds: {score:.2f}\n")
-    return score
+@dataclass
+class Feedback:
+    text: str  # what to tell the person, in plain words
+    reward: float
+    row: dict  # the row recorded
+
+
+class Sitting:
+    """One person's rounds in one role against `partner`: the terminal and the web page drive it alike.
+
+    Call `show()` for the round's view, then `answer(text)`: a `Feedback` when the answer was a move, or
+    a `str` explaining, in plain words, why it was not (nothing is played or recorded then).
+    """
+
+    def __init__(self, partner: Partner, role: str, rounds: int, record: Record, participant: str = "anonymous",
+                 seed: int | None = None):
+        if role not in ROLES:
+            raise ConfigError(f"--role {role!r}: allowed values are speaker, listener")
+        if rounds < 1:
+            raise ConfigError(f"--rounds {rounds}: play at least 1 round")
+        self.partner, self.role, self.rounds, self.record = partner, role, rounds, record
+        self.participant = participant.strip() or "anonymous"
+        self.seed = secrets.randbelow(2**31) if seed is None else seed
+        self.id = f"{datetime.now():%Y-%m-%dT%H:%M:%S}-{secrets.token_hex(2)}"
+        self.env = partner.env(role)
+        self.choose = isinstance(self.env.action_space, gymnasium.spaces.Discrete)  # the listener picks among candidates
+        g, a = partner.config.game, partner.config.agents
+        self.n_attributes, self.n_values, self.vocab_size, self.max_len = g.n_attributes, g.n_values, a.vocab_size, a.max_len
+        self.round, self.scores = 0, []
+        self._next()
+
+    # -- what the person is told -----------------------------------------------------------------
+    def intro(self) -> str:
+        K, V = self.n_attributes, self.n_values
+        other = "listener" if self.role == "speaker" else "speaker"
+        letters = f"{LETTERS[0]}-{LETTERS[self.vocab_size - 2]}" if self.vocab_size > 2 else "a"
+        lines = [f"You are the {self.role.upper()}. Your partner, the {other}, is a trained agent "
+                 f"(seed {self.partner.seed} of {self.partner.run_dir}).",
+                 "Each round the speaker sees an object and sends a message; the listener says which object it was."]
+        if self.choose:
+            lines.append(f"The listener is shown {self.partner.config.game.n_distractors + 1} objects and picks one.")
+        lines += [f"Objects have {K} attributes (numbered 1 to {K}), each with a value from 0 to {V - 1}; an object is "
+                  f"written as its values, attribute 1 first, e.g. {object_text(self.partner.world.objects[-1])}.",
+                  f"Messages are words of 1 to {self.max_len} letters from {letters} ({self.vocab_size - 1} symbols).",
+                  self._how_to_answer() + ' An empty line is not an answer; type "quit" to stop.']
+        if self.role == "listener" and not self.choose:
+            lines.append("You get credit for every attribute you get right.")
+        lines.append(f"{self.rounds} rounds; each is recorded in {self.record.path} as participant {self.participant!r} "
+                     f"(targets drawn with --seed {self.seed}).")
+        return "\n".join(lines) + "\n"
+
+    def _how_to_answer(self) -> str:
+        if self.role == "speaker":
+            return f"Type a message: letters only, e.g. {spell(np.arange(min(3, self.max_len, self.vocab_size - 1), 0, -1))}."
+        if self.choose:
+            return f"Type the number of the object you choose (1 to {self.partner.config.game.n_distractors + 1})."
+        return (f"Type the object's {self.n_attributes} values separated by spaces, "
+                f"e.g. {object_text(self.partner.world.objects[0])}.")
+
+    def show(self) -> dict:
+        """The round's view: `round`, `rounds`, and `object` (speaker) or `message` and `candidates` (listener)."""
+        view = {"round": self.round, "rounds": self.rounds}
+        if self.role == "speaker":
+            view["object"] = object_text(self._obs)
+        else:
+            view["message"] = spell(self._obs["message"])
+            if self.choose:
+                view["candidates"] = [object_text(c) for c in self._obs["candidates"]]
+        return view
+
+    def show_text(self) -> str:
+        view = self.show()
+        lines = [f"Round {view['round']} of {view['rounds']}"]
+        if self.role == "speaker":
+            lines.append(f"  the object: {view['object']}")
+        else:
+            lines.append(f'  the speaker says: "{view["message"]}"')
+            lines += [f"  {i + 1}: {c}" for i, c in enumerate(view.get("candidates", []))]
+        return "\n".join(lines) + "\n"
+
+    def prompt(self) -> str:
+        return "  your message> " if self.role == "speaker" else "  your choice> " if self.choose else "  your guess> "
+
+    @property
+    def over(self) -> bool:
+        return self.round > self.rounds
+
+    # -- the person's move -----------------------------------------------------------------------
+    def answer(self, text: str) -> Feedback | str:
+        """Play `text` as this round's move: a `Feedback` (recorded), or a plain-language reason it is not a move."""
+        if self.over:
+            return "the sitting is over"
+        action = self._parse(text)
+        if isinstance(action, str):
+            return action
+        seconds = time.monotonic() - self._shown_at
+        _, reward, _, _, info = self.env.step(action)
+        target = info["target"]
+        guess = info["candidates"][int(info["guess"])] if self.choose else info["guess"]
+        row = {"participant": self.participant, "sitting": self.id, "round": self.round, "role": self.role,
+               "target": object_text(target), "held_out": tuple(target.tolist()) in self.partner.held_out,
+               "message": spell(info["message"]), "guess": object_text(guess), "reward": round(float(reward), 4),
+               "seconds": round(seconds, 2), "run": str(self.partner.run_dir), "partner_seed": self.partner.seed,
+               "time": f"{datetime.now():%Y-%m-%dT%H:%M:%S}"}
+        self.record.append(row)
+        self.scores.append(float(reward))
+        text = self._verdict(target, guess, float(reward), info)
+        self._next()
+        return Feedback(text, float(reward), row)
+
+    def _verdict(self, target, guess, reward: float, info) -> str:
+        if self.choose:
+            right = int(info["target_index"]) + 1
+            said = "you chose" if self.role == "listener" else "the listener chose"
+            return (f"right: it was object {right}" if reward > 0 else
+                    f"wrong: {said} object {int(info['guess']) + 1}, it was object {right} ({object_text(target)})")
+        n_right = int(np.sum(np.asarray(target) == np.asarray(guess)))
+        score = f"{n_right} of {self.n_attributes} attributes right"
+        if self.role == "speaker":
+            return f'the listener understood "{spell(info["message"])}" as {object_text(guess)}: {score}'
+        return f"{score}" + ("" if n_right == self.n_attributes else f": the object was {object_text(target)}")
+
+    def summary(self) -> str:
+        if not self.scores:
+            return "no rounds played\n"
+        return f"mean score over {len(self.scores)} rounds: {np.mean(self.scores):.2f} (1 = every round fully right)\n"
+
+    def _next(self) -> None:
+        self.round += 1
+        if self.over:
+            return
+        self._obs, _ = self.env.reset(seed=self.seed if self.round == 1 else None)
+        self._shown_at = time.monotonic()
+
+    def _parse(self, text: str):
+        """The action `text` stands for, or a plain-language reason it stands for none."""
+        text = text.strip()
+        if not text:
+            how = self._how_to_answer()
+            return "an empty line is not an answer: " + how[0].lower() + how[1:]
+        if self.role == "speaker":
+            return self._parse_message(text)
+        if self.choose:
+            n = self.partner.config.game.n_distractors + 1
+            if not text.isdigit() or not 1 <= int(text) <= n:
+                return f"{text[:20]!r} is not an object number: type one number from 1 to {n}"
+            return int(text) - 1
+        return self._parse_object(text)
+
+    def _parse_object(self, text: str):
+        parts = text.replace(",", " ").split()
+        K, V = self.n_attributes, self.n_values
+        for part in parts:
+            if not part.isdigit():
+                return f"{part[:20]!r} is not a value: type {K} numbers from 0 to {V - 1} separated by spaces"
+        if len(parts) != K:
+            return f"you typed {len(parts)} value{'s' if len(parts) != 1 else ''}; an object has {K}, one per attribute"
+        values = [int(p) for p in parts]
+        for k, v in enumerate(values):
+            if v >= V:
+                return f"attribute {k + 1} has no value {v}: the values are 0 to {V - 1}"
+        return np.array(values, np.int64)
+
+    def _parse_message(self, text: str):
+        letters = "".join(text.split()).lower()
+        allowed = LETTERS[: self.vocab_size - 1]
+        for ch in letters:
+            if ch not in allowed:
+                return f"{ch[:20]!r} is not one of the symbols: use the letters {allowed}"
+        if len(letters) > self.max_len:
+            return f"{len(letters)} letters is too long: a message has at most {self.max_len}"
+        symbols = [allowed.index(ch) + 1 for ch in letters]
+        return np.array(symbols + [0] * (self.max_len - len(symbols)), np.int64)  # the message ends after its letters
+
+
+def play(run_dir: str | Path, role: str = "listener", rounds: int = 10, index: int = 0, seed: int | None = None,
+         participant: str = "anonymous", record: str | Path | None = None, hint: bool = False,
+         stdin: TextIO | None = None, stdout: TextIO | None = None) -> Sitting:
+    """Play `rounds` rounds in the terminal; each is appended to `record` (default RUN/play/games.csv)."""
+    stdin, stdout = stdin or sys.stdin, stdout or sys.stdout
+    partner = Partner(run_dir, index)
+    sitting = Sitting(partner, role, rounds, Record(record or Path(run_dir) / RECORD_FILE), participant, seed)
+    stdout.write(sitting.intro() + "\n")
+    if hint:
+        stdout.write(partner.hint() + "\n")
+    while not sitting.over:
+        stdout.write(sitting.show_text())
+        while True:
+            stdout.write(sitting.prompt())
+            stdout.flush()
+            line = stdin.readline()
+            if not line or line.strip().lower() in QUIT:
+                stdout.write("\nstopped.\n" + sitting.summary())
+                return sitting
+            outcome = sitting.answer(line)
+            if isinstance(outcome, Feedback):
+                stdout.write(f"  {outcome.text}\n\n")
+                break
+            stdout.write(f"  {outcome}\n")
+    stdout.write(sitting.summary())
+    return sitting

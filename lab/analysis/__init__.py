@@ -1,4 +1,4 @@
-"""Why a protocol generalizes or not: the information / co-adaptation decomposition and probe listeners.
+"""Why a protocol generalizes or not: the information / co-adaptation decomposition, probe listeners, ease of teaching.
 
     >>> import numpy as np
     >>> from lab import analysis
@@ -19,11 +19,12 @@ from lab.analysis.decomposition import (
     teacher_force,
 )
 from lab.analysis.probe import ProbeResult, fit_probe, probe, probe_population
+from lab.analysis.teaching import TeachingCurve, ease_of_teaching
 from lab.core.ideal import Decomposition, decompose, log_pihat, message_log_probs
 from lab.core.refit import ReceiverFit, fit_receiver
 
 __all__ = [
     "Decomposition", "decompose", "decompose_agents", "decompose_population", "exact_decomposition", "ideal_listener", "log_pihat",
     "message_log_probs", "priority_sample", "sampled_log_normaliser", "teacher_force", "ReceiverFit", "fit_receiver",
-    "ProbeResult", "fit_probe", "probe", "probe_population",
+    "ProbeResult", "fit_probe", "probe", "probe_population", "TeachingCurve", "ease_of_teaching",
 ]

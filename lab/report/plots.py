@@ -24,17 +24,30 @@ LABELS = {
 }
 
 
+def seed_caption(n_seeds: int) -> str:
+    """What a curve over seeds shows, true to their number."""
+    if n_seeds == 1:
+        return "one seed: a single run, so no spread over seeds is shown."
+    return f"mean over {n_seeds} seeds; the band is ±1 standard deviation over seeds."
+
+
+SPLIT_NAMES = {"train": "train", "test": "held-out"}
+
+
 def learning_curves(table: pd.DataFrame, path: str | Path, metrics=("accuracy", "topsim", "loss"), hue: str = "split"):
-    """One panel per metric against training step; the band is ±1 std over seeds."""
+    """One panel per metric against training step: the mean over seeds, the band ±1 std (none for one seed)."""
     data = table[table["metric"].isin(metrics)]
-    hue_order = [s for s in ("train", "test") if s in set(data["split"])] if hue == "split" else None
+    if hue == "split":
+        data = data[data["split"].isin(SPLIT_NAMES)].assign(split=lambda d: d["split"].map(SPLIT_NAMES))
+    hue_order = [s for s in SPLIT_NAMES.values() if s in set(data["split"])] if hue == "split" else None
+    n_seeds = data["seed"].nunique()
     grid = sns.relplot(data=data, x="step", y="value", hue=hue, hue_order=hue_order, col="metric", col_order=[m for m in metrics if m in set(data["metric"])],
-                       kind="line", errorbar="sd", facet_kws=dict(sharey=False), height=3.2, aspect=1.2)
+                       kind="line", errorbar="sd" if n_seeds > 1 else None, facet_kws=dict(sharey=False), height=3.2, aspect=1.2)
     for metric, ax in grid.axes_dict.items():
         ax.set_title(LABELS.get(metric, metric))
         ax.set_xlabel("training step")
         ax.set_ylabel(LABELS.get(metric, metric))
-    grid.figure.suptitle("mean over seeds, band = ±1 std", y=1.03, fontsize=9)
+    grid.figure.suptitle(seed_caption(n_seeds), y=1.03, fontsize=9)
     grid.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(grid.figure)
     return path
@@ -93,11 +106,12 @@ SEED_POINTS = {"probe test accuracy": "probe listener: test accuracy", "test acc
 
 
 def decomposition_curves(table: pd.DataFrame, axes, conditions: list[str]) -> None:
-    """L_info and L_adapt on train and test against step on `axes`, one per condition; the band is ±1 std over seeds."""
+    """L_info and L_adapt on train and test against step on `axes`, one per condition; the band is ±1 std over seeds (if several)."""
     data = table[table["metric"].isin(TERM_NAMES)].assign(term=lambda d: d["metric"].map(TERM_NAMES))
+    spread = "sd" if data["seed"].nunique() > 1 else None
     for ax, name in zip(axes, conditions):
         sns.lineplot(data=data[data["condition"] == name], x="step", y="value", hue="term", hue_order=list(TERM_NAMES.values()),
-                     style="split", style_order=["train", "test"], errorbar="sd", ax=ax, legend=ax is axes[-1])
+                     style="split", style_order=["train", "test"], errorbar=spread, ax=ax, legend=ax is axes[-1])
         ax.set_title(str(name))
         ax.set_xlabel("training step")
         ax.set_ylabel("loss term (nats)")

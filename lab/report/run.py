@@ -1,4 +1,10 @@
-"""`lab report DIR`: figures and a markdown report for a run directory."""
+"""`lab report DIR`: figures and a markdown report for a run directory that show the game and the language.
+
+The report says what was played and for how long, shows the learning curves with a caption true to
+the number of seeds, the final measures with each column explained in plain words, and the language
+itself: every seed's word for every object (held-out objects marked), with measures of its structure.
+Notation (`lab.experiment.language`): attributes numbered from 1, objects as their values, words as letters.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +14,44 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+import games
+from lab.core import metrics
 from lab.experiment import divergence, results
+from lab.experiment.config import Config, ConfigError
 from lab.experiment.io import add_entries
-from lab.experiment.config import ConfigError
-from lab.experiment.run import METRICS_FILE
+from lab.experiment.language import run_lexicon
+from lab.experiment.run import METRICS_FILE, read_config
 from lab.report import plots
+from lab.report.sweep import markdown_table
 from lab.report.sweep import report as sweep_report
+
+LEXICON_FILE = "lexicon.csv"
+MAX_LEXICON_ROWS = 256  # objects listed in report.md; lexicon.csv holds them all
+MAX_LEXICON_SEEDS = 8  # seeds shown side by side in report.md
+MAX_MEASURED = 512  # objects the language measures see (topsim costs n^2 pairs)
+
+COLUMN_MEANINGS = {
+    "accuracy": "the fraction of objects the listener gets entirely right (every attribute) from the speaker's "
+                "preferred message; chance is 1 in the number of objects",
+    "topsim": "topographic similarity: do objects that differ in fewer attributes get more similar messages? The "
+              "correlation of the two distances over all pairs of objects: 1 = the messages mirror the objects, "
+              "0 = no relation",
+    "posdis": "positional disentanglement: does each position of the message name one attribute? 1 = each position "
+              "tracks exactly one attribute, 0 = none does",
+    "bosdis": "bag-of-symbols disentanglement: does each letter name one attribute, wherever it stands? 1 = yes, 0 = no",
+    "loss": "the game loss in nats: how surprised the listener is by the right object, on average (0 = certain and "
+            "right; it grows as the listener spreads its bets or bets wrong)",
+}
+LANGUAGE_MEANINGS = {
+    "words": "how many different words the speaker uses for the objects",
+    "topsim": COLUMN_MEANINGS["topsim"],
+    "posdis": COLUMN_MEANINGS["posdis"],
+    "bosdis": COLUMN_MEANINGS["bosdis"],
+    "context independence": "does each attribute value have one letter of its own, used whenever that value is meant "
+                            "and for nothing else? 1 = yes (Bogin et al. 2018)",
+    "TRE": "tree reconstruction error: how far the words are from the best code that adds up one piece per attribute "
+           "value; 0 = perfectly additive (Andreas 2019)",
+}
 
 
 def read_metrics(run_dir: Path) -> pd.DataFrame:
@@ -32,29 +70,147 @@ def read_metrics(run_dir: Path) -> pd.DataFrame:
     return table
 
 
+def title(config: Config, n_seeds: int) -> str:
+    g = config.game
+    return (f"{g.kind.capitalize()} game, {g.n_attributes} attributes x {g.n_values} values: "
+            f"{n_seeds} seed{'s' if n_seeds != 1 else ''}, {config.train.steps} training steps")
+
+
+def describe_run(config: Config, seeds: list[int], n_objects: int, n_held_out: int, run_dir: Path) -> list[str]:
+    """The game and the training, in words."""
+    g, a, t, p = config.game, config.agents, config.train, config.population
+    listener = ("rebuilds the object, attribute by attribute" if g.kind == "reconstruction"
+                else f"picks it among {g.n_distractors + 1} objects shown")
+    split = {"compositional": "unseen combinations of attribute values that all occur in training",
+             "iid": "drawn at random", "none": "none: every object is trained on"}[g.split]
+    letters = f"a-{chr(ord('a') + a.vocab_size - 2)}" if a.vocab_size > 2 else "a"
+    pairs = ("one speaker and one listener" if (p.n_senders, p.n_receivers) == (1, 1)
+             else f"a population of {p.n_senders} speakers and {p.n_receivers} listeners")
+    return [
+        f"Run directory `{run_dir}`; the whole config is in `config.yaml`.",
+        "",
+        f"* **Game.** The speaker sees one of {n_objects} objects ({g.n_attributes} attributes, numbered 1 to "
+        f"{g.n_attributes}, each with a value from 0 to {g.n_values - 1}) and sends a word of at most {a.max_len} "
+        f"letters ({letters}); the listener {listener}.",
+        f"* **Held-out objects.** {n_held_out} objects are held-out ({split}): never seen in training, they test "
+        f"whether the language generalizes." if g.split != "none" else f"* **Held-out objects.** none ({split}).",
+        f"* **Training.** {t.steps} steps of {t.batch_size} games each ({t.mode}), {pairs}, {a.cell.upper()} networks "
+        f"with {a.hidden_size} hidden units.",
+        f"* **Seeds.** {', '.join(map(str, seeds))}: independent runs, each from its own random start (its own "
+        f"community: the languages differ).",
+        "",
+    ]
+
+
+def summary_section(table: pd.DataFrame, n_seeds: int, n_held_out: int) -> list[str]:
+    summary = results.summary(table).reindex([s for s in ("train", "test") if s in set(table["split"])])
+    if n_seeds == 1:  # one seed has no spread: show the values, not a column of NaN
+        summary = summary[[c for c in summary.columns if not c.endswith(" std")]]
+        summary.columns = [c.removesuffix(" mean") for c in summary.columns]
+        intro = "Final evaluation (one seed, so no spread over seeds to report):"
+    else:
+        intro = f"Final evaluation: mean and standard deviation over the {n_seeds} seeds:"
+    summary = summary.rename(index={"test": "held-out"}).reset_index().rename(columns={"split": "objects"})
+    meanings = [f"* **{m}**: {text}." for m, text in COLUMN_MEANINGS.items() if any(c.startswith(m) for c in summary.columns)]
+    threshold = [c for c in summary.columns if c.startswith("seeds >=")]
+    if threshold:
+        meanings.append(f"* **{threshold[0]}**: how many seeds reached that accuracy.")
+    few = (f" With only {n_held_out} held-out objects, their topsim and posdis rest on too few objects to mean much."
+           if 0 < n_held_out < 10 else "")
+    return [intro, "", markdown_table(summary), "", "What the columns mean:", "", *meanings,
+            f"* **objects**: train = the objects seen in training; held-out = the ones never seen.{few}", ""]
+
+
+def language_measures(lexicon: pd.DataFrame, config: Config) -> pd.DataFrame:
+    """Per seed: the measures of its greedy language over the objects of the world (at most MAX_MEASURED of them)."""
+    K, V = config.game.n_attributes, config.game.n_values
+    rows = []
+    for seed, words in lexicon.groupby("seed", sort=True):
+        if len(words) > MAX_MEASURED:
+            words = words.sample(MAX_MEASURED, random_state=0)
+        objects = words[[f"attribute {k + 1}" for k in range(K)]].to_numpy()
+        messages = np.array([list(map(int, s.split())) for s in words["symbols"]])
+        sizes = dict(vocab_size=config.agents.vocab_size, n_values=V)
+        rows.append({"seed": seed, "words": words["message"].nunique(), "topsim": metrics.topsim(objects, messages),
+                     "posdis": metrics.posdis(objects, messages, **sizes), "bosdis": metrics.bosdis(objects, messages, **sizes),
+                     "context independence": metrics.context_independence(objects, messages, **sizes),
+                     "TRE": metrics.tree_reconstruction_error(objects, messages, **sizes)})
+    return pd.DataFrame(rows)
+
+
+def lexicon_tables(lexicon: pd.DataFrame, config: Config) -> list[str]:
+    """The words of each seed: a grid for two attributes (rows attribute 1, columns attribute 2), else one row per object."""
+    seeds = sorted(lexicon["seed"].unique())[:MAX_LEXICON_SEEDS]
+    marked = lexicon.assign(word=lexicon["message"] + np.where(lexicon["held_out"], " *", ""))
+    lines = []
+    if config.game.n_attributes == 2:
+        for seed in seeds:
+            words = marked[marked["seed"] == seed]
+            grid = words.pivot(index="attribute 1", columns="attribute 2", values="word")
+            grid = grid.rename(columns=lambda v: f"attribute 2 = {v}").reset_index()
+            lines += [f"Seed {seed}:", "", markdown_table(grid.rename(columns={"attribute 1": "attribute 1 \\ 2"})), ""]
+    else:
+        wide = marked[marked["seed"].isin(seeds)].pivot(index="object", columns="seed", values="message")
+        wide.columns = [f"seed {s}" for s in wide.columns]
+        held = marked.drop_duplicates("object").set_index("object")["held_out"]
+        wide.insert(0, "held-out", held.reindex(wide.index).map({True: "*", False: ""}))
+        order = marked.drop_duplicates("object")["object"]
+        wide = wide.reindex(order).reset_index()
+        more = f" (the first {MAX_LEXICON_ROWS} of {len(wide)})" if len(wide) > MAX_LEXICON_ROWS else ""
+        lines += [f"One row per object{more}:", "", markdown_table(wide.head(MAX_LEXICON_ROWS)), ""]
+    return lines
+
+
+def lexicon_section(run_dir: Path, config: Config) -> list[str]:
+    lexicon = run_lexicon(run_dir, config)
+    lexicon.to_csv(run_dir / LEXICON_FILE, index=False)
+    measures = language_measures(lexicon, config)
+    n_seeds = lexicon["seed"].nunique()
+    shown = f" (the first {MAX_LEXICON_SEEDS} of {n_seeds} seeds)" if n_seeds > MAX_LEXICON_SEEDS else ""
+    return [
+        "## The language",
+        "",
+        "Each seed's speaker, asked for its preferred word for every object. Objects are written as their values, "
+        "attribute 1 first; words as letters (symbol 1 = a, 2 = b, ...; the end-of-message symbol is not written, "
+        f"and a message of only that symbol shows as `(silence)`); held-out objects are marked *{shown}. Every seed, "
+        f"every object: `{LEXICON_FILE}`.",
+        "",
+        *lexicon_tables(lexicon, config),
+        "Measures of each seed's language, over all its objects (held-out included)"
+        + (f", at most {MAX_MEASURED} of them" if lexicon.groupby("seed").size().max() > MAX_MEASURED else "") + ":",
+        "",
+        markdown_table(measures),
+        "",
+        *[f"* **{m}**: {text}." for m, text in LANGUAGE_MEANINGS.items()],
+        "",
+    ]
+
+
 def report(run_dir: Path) -> Path:
     if (run_dir / "manifest.json").is_file():  # a sweep directory written by `lab sweep`
         return sweep_report(run_dir)
     table = read_metrics(run_dir)
+    config = read_config(run_dir)
+    seeds = sorted(int(s) for s in table["seed"].unique())
     figures = run_dir / "figures"
     figures.mkdir(exist_ok=True)
     curves = plots.learning_curves(table, figures / "learning_curves.png")
-    summary = results.summary(table)
     diverged = {int(seed): tuple(at) for seed, at in results.read_metadata(run_dir / METRICS_FILE).get("diverged", {}).items()}
+    world = games.world_of(config.game)
     text = [
-        f"# Run report: {run_dir.name}",
+        f"# {title(config, len(seeds))}",
         "",
         *([f"**Diverged**: {divergence.describe(diverged)}. A run's rows end at the evaluation where its numbers went "
            f"non-finite; its final values below are those of that evaluation.", ""] if diverged else []),
+        *describe_run(config, seeds, len(world.objects), len(world.test), run_dir),
         f"![learning curves]({curves.relative_to(run_dir)})",
         "",
-        "Final evaluation, mean and standard deviation over seeds:",
+        f"*Figure: {plots.seed_caption(len(seeds))} Train: the objects seen in training; held-out: the others.*",
         "",
-        "```",
-        summary.to_string(float_format=lambda v: f"{v:.3f}"),
-        "```",
-        "",
+        *summary_section(table, len(seeds), len(world.test)),
     ]
+    if (run_dir / "checkpoint.npz").is_file():
+        text += lexicon_section(run_dir, config)
     if "l_info" in set(table["metric"]):
         text += decomposition_section(table, figures, run_dir)
     path = run_dir / "report.md"
@@ -75,6 +231,7 @@ def gap_table(table: pd.DataFrame) -> pd.DataFrame:
 def decomposition_section(table: pd.DataFrame, figures: Path, run_dir: Path) -> list[str]:
     """Why the language generalizes as it does: the generalization gap split into information and co-adaptation."""
     figure = figures / "decomposition.png"
+    n_seeds = table["seed"].nunique()
     fig, ax = plt.subplots(figsize=(5.5, 3.4))
     plots.decomposition_curves(table.assign(condition=run_dir.name), [ax], [run_dir.name])
     fig.savefig(figure, dpi=120, bbox_inches="tight")
@@ -82,14 +239,17 @@ def decomposition_section(table: pd.DataFrame, figures: Path, run_dir: Path) -> 
     gaps = gap_table(table)
     gap = gaps.loc["gap (test - train)"]
     share = gap["L_adapt"] / gap["game loss"] if abs(gap["game loss"]) > 1e-9 else float("nan")
+    over = "one seed" if n_seeds == 1 else f"mean over {n_seeds} seeds"
     return [
-        "## Why test games are lost: information or co-adaptation",
+        "## Why held-out games are lost: information or co-adaptation",
         "",
-        "The game loss -log rho(x|m) splits into L_info (what the messages cannot tell apart: the loss of the",
-        "ideal listener of this speaker) and L_adapt (what this listener adds to it: its co-adaptation with",
-        "the speaker on the objects they trained on). Final values, mean over seeds, nats:",
+        "The game loss splits into L_info (what the messages cannot tell apart: the loss of the ideal listener of",
+        "this speaker, who knows its every habit) and L_adapt (what this listener adds to it: its co-adaptation with",
+        f"the speaker on the objects they trained on). Final values ({over}), in nats; test = held-out objects:",
         "",
         f"![L_info and L_adapt]({figure.relative_to(run_dir)})",
+        "",
+        f"*Figure: {plots.seed_caption(n_seeds)}*",
         "",
         "```",
         gaps.to_string(float_format=lambda v: f"{v:.3f}"),

@@ -105,6 +105,8 @@ def test_report_splits_the_gap_into_information_and_co_adaptation(run, table, tm
     assert cli.main(["report", str(out)]) == 0
     text = (out / "report.md").read_text()
     assert "L_info" in text and (out / "figures" / "decomposition.png").is_file()
+    assert "mean over 2 seeds; the band is ±1 standard deviation over seeds" in text
+    assert "| attribute 1 \\ 2 | attribute 2 = 0 |" in text and "Seed 4:" in text  # two attributes: a lexicon grid per seed
     last = results.final(table)
     mean = lambda split, metric: last[(last["split"] == split) & (last["metric"] == metric)]["value"].mean()  # noqa: E731
     gap = {m: mean("test", m) - mean("train", m) for m in ("loss", "l_info", "l_adapt")}

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import games
+from games import languages
 from lab.core import metrics
 
 # -- plain-Python references --------------------------------------------------------------------
@@ -316,7 +317,7 @@ def test_egg_topsim_counts_the_eos_padding():
         metrics.topsim(objects, messages, padding="bogus")
 
 
-@pytest.mark.parametrize("metric", [metrics.posdis, metrics.bosdis])
+@pytest.mark.parametrize("metric", [metrics.posdis, metrics.bosdis, metrics.context_independence, metrics.tree_reconstruction_error])
 def test_disentanglement_refuses_sizes_smaller_than_the_data(metric):
     objects, messages = np.array([[0, 1], [1, 2]]), np.array([[1, 5, 0], [2, 3, 0]])
     with pytest.raises(ValueError, match="vocab_size=4 is too small: the messages hold symbol 5; give vocab_size >= 6"):
@@ -324,3 +325,110 @@ def test_disentanglement_refuses_sizes_smaller_than_the_data(metric):
     with pytest.raises(ValueError, match="n_values=2 is too small: the objects hold value 2; give n_values >= 3"):
         metric(objects, messages, n_values=2)
     assert metric(objects, messages) == metric(objects, messages, vocab_size=6, n_values=3)
+
+
+# -- context independence and tree reconstruction error on hand-made languages --------------------
+
+
+def ibm1_reference(pairs, iterations):
+    """IBM model 1 in plain Python: t[source][target] = p(target | source) for `pairs` of token lists."""
+    targets = sorted({w for _, tgt in pairs for w in tgt})
+    t = {s: {w: 1.0 / len(targets) for w in targets} for src, _ in pairs for s in src}
+    for _ in range(iterations):
+        counts = {s: dict.fromkeys(targets, 0.0) for s in t}
+        for src, tgt in pairs:
+            for w in tgt:
+                total = sum(t[s][w] for s in src)
+                for s in src:
+                    counts[s][w] += t[s][w] / total
+        t = {s: {w: c / sum(row.values()) for w, c in row.items()} for s, row in counts.items()}
+    return t
+
+
+def context_independence_reference(objects, messages, iterations=100):
+    """Bogin et al. (2018): mean over concepts of p(v_c|c) p(c|v_c), v_c = argmax_v p(c|v), IBM model 1 both ways."""
+    pairs = [([(k, int(v)) for k, v in enumerate(o)], list(content(m))) for o, m in zip(objects, messages)]
+    p_symbol = ibm1_reference([(c, s) for c, s in pairs if s], iterations)
+    p_concept = ibm1_reference([(s, c) for c, s in pairs if s], iterations)
+    scores = []
+    for c in p_symbol:
+        best = max(p_concept, key=lambda v: p_concept[v].get(c, 0.0))
+        scores.append(p_symbol[c].get(best, 0.0) * p_concept[best][c])
+    return float(np.mean(scores))
+
+
+def tre_reference(objects, messages, n_values, vocab_size):
+    """TRE from numpy's float64 least squares: concept indicators -> position-wise one-hot messages."""
+    design = np.concatenate([np.eye(n_values)[objects[:, k]] for k in range(objects.shape[1])], axis=1)
+    truncated = np.array([list(content(m)) + [0] * (messages.shape[1] - len(content(m))) for m in messages])
+    target = np.eye(vocab_size)[truncated].reshape(len(objects), -1)
+    vectors = np.linalg.lstsq(design, target, rcond=None)[0]
+    return float(np.mean(np.sum((design @ vectors - target) ** 2, axis=1)))
+
+
+def balanced_synonyms(objects, n_values):
+    """Two words per value, the choice set by the parity of the next attribute's value: each used exactly half the time (V even)."""
+    other = np.roll(objects, -1, axis=1) % 2
+    return np.concatenate([1 + np.arange(objects.shape[1]) * 2 * n_values + other * n_values + objects,
+                           np.zeros((len(objects), 1), int)], axis=1)
+
+
+@pytest.mark.parametrize("k, v", [(2, 4), (3, 4), (2, 5)])
+def test_context_independence_known_values(k, v):
+    objects = games.all_objects(k, v)
+    assert metrics.context_independence(objects, languages.compositional(objects, v)) == pytest.approx(1.0, abs=1e-5)
+    assert metrics.context_independence(objects, languages.free_order(objects, v)) == pytest.approx(1.0, abs=1e-5)
+    # one name per object: p(v_c|c) = 1/V^(K-1) (c is in V^(K-1) objects), p(c|v_c) = 1/K (the name stands for K concepts)
+    expected = 1 / (k * v ** (k - 1))
+    assert metrics.context_independence(objects, languages.holistic(objects)) == pytest.approx(expected, abs=1e-5)
+    # the same letters for every attribute: a letter names K concepts equally, p(c|v_c) = 1/K
+    assert metrics.context_independence(objects, languages.shared_alphabet(objects)) == pytest.approx(1 / k, abs=1e-5)
+    assert metrics.context_independence(objects, languages.degenerate(objects)) < 2 / (k * v)
+    if v % 2 == 0:  # two synonyms, each said half the time: p(v_c|c) = 1/2, p(c|v_c) = 1
+        assert metrics.context_independence(objects, balanced_synonyms(objects, v)) == pytest.approx(0.5, abs=1e-4)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_context_independence_matches_plain_python(seed):
+    rng = np.random.default_rng(seed)
+    objects = games.all_objects(2, 4)
+    permuted = languages.permuted(languages.compositional(objects, 4), seed)
+    noisy = random_language(rng, len(objects), 4, 7, 0.2)
+    for messages in (permuted, noisy, languages.synonyms(objects, 4, seed)):
+        assert metrics.context_independence(objects, messages) == pytest.approx(
+            context_independence_reference(objects, messages), abs=1e-4)
+    assert metrics.context_independence(objects, permuted) < 0.5
+
+
+@pytest.mark.parametrize("k, v", [(2, 2), (2, 4), (3, 3)])
+def test_tree_reconstruction_error_known_values(k, v):
+    objects = games.all_objects(k, v)
+    for additive in (languages.compositional(objects, v), languages.shared_alphabet(objects)):
+        assert metrics.tree_reconstruction_error(objects, additive) == pytest.approx(0.0, abs=1e-5)
+    holistic = languages.holistic(objects)
+    if k == 2:  # the name of cell (i, j) minus its best additive fit leaves (1 - 1/V)^2 per object
+        assert metrics.tree_reconstruction_error(objects, holistic) == pytest.approx((1 - 1 / v) ** 2, abs=1e-5)
+    assert metrics.tree_reconstruction_error(objects, holistic) > 0.2
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_tree_reconstruction_error_matches_numpy_least_squares(seed):
+    rng = np.random.default_rng(seed)
+    objects = games.all_objects(3, 3)
+    for messages in (languages.permuted(languages.compositional(objects, 3), seed), languages.synonyms(objects, 3, seed),
+                     languages.free_order(objects, 3, seed), random_language(rng, len(objects), 4, 6, 0.2)):
+        vocab_size = int(messages.max()) + 1
+        assert metrics.tree_reconstruction_error(objects, messages) == pytest.approx(
+            tre_reference(objects, messages, 3, vocab_size), abs=1e-4)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_masked_alignment_measures_equal_those_of_the_unmasked_rows(seed):
+    rng = np.random.default_rng(seed)
+    objects = rng.integers(0, 4, size=(40, 3))
+    messages = random_language(rng, 40, 5, 6, 0.2)
+    mask = rng.random(40) < 0.6
+    for metric in (metrics.context_independence_jax, metrics.tree_reconstruction_error_jax):
+        masked = metric(jnp.asarray(objects), jnp.asarray(messages), 4, 6, jnp.asarray(mask))
+        kept = metric(jnp.asarray(objects[mask]), jnp.asarray(messages[mask]), 4, 6)
+        assert float(masked) == pytest.approx(float(kept), abs=1e-4)

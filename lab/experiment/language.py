@@ -1,0 +1,67 @@
+"""The language a run's speakers speak: each seed's preferred (greedy) message for every object of its world.
+
+One notation for people, used by `lab report`, `lab play`, `lab serve`, `lab export` and the notebooks:
+attributes are numbered from 1, an object is written as its values (`2 0 3`: attribute 1 has value 2,
+...), a message as letters (`games.languages.spell`: symbol 1 = a, EOS not written), and an object
+the speakers never saw in training is *held-out*.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import numpy as np
+
+import games
+from games.languages import spell
+from lab.core.agents import Agents
+from lab.experiment import checkpoint
+from lab.experiment.config import Config
+
+
+def object_text(obj) -> str:
+    """An object as its values, attribute 1 first: `[2, 0, 3] -> '2 0 3'`."""
+    return " ".join(str(int(v)) for v in np.asarray(obj).tolist())
+
+
+def greedy_messages(config: Config, checkpoint_path: str | Path, sender: int = 0) -> np.ndarray:
+    """`[seeds, n_objects, max_len]`: sender `sender` of every seed, its greedy message for each object of the world."""
+    senders, _, _ = checkpoint.load(checkpoint_path, config)  # leaves [seeds, P, ...]
+    objects = games.world_of(config.game).objects
+    agents = Agents(config.game, config.agents)
+    speak = jax.jit(jax.vmap(lambda params: agents.sender(params).greedy(objects).symbols))
+    return np.asarray(speak(jax.tree.map(lambda leaf: leaf[:, sender], senders)))
+
+
+def lexicon(config: Config, messages: np.ndarray, seeds) -> "pd.DataFrame":
+    """A tidy lexicon: one row per seed and object, with `seed, object, attribute 1..K, message, symbols, held_out, frequency`.
+
+    `messages [seeds, n_objects, max_len]` (`greedy_messages`); `frequency` is how often the object was
+    drawn in training (the world's input distribution; 0 for held-out objects).
+    """
+    import pandas as pd
+
+    world = games.world_of(config.game)
+    held_out = np.zeros(len(world.objects), bool)
+    held_out[world.test] = True
+    frequency = np.zeros(len(world.objects))
+    frequency[world.train] = world.train_probs
+    rows = []
+    for seed, language in zip(np.asarray(seeds).tolist(), messages):
+        for i, (obj, message) in enumerate(zip(world.objects, language)):
+            rows.append({"seed": seed, "object": object_text(obj),
+                         **{f"attribute {k + 1}": int(v) for k, v in enumerate(obj)},
+                         "message": spell(message), "symbols": " ".join(str(int(s)) for s in message),
+                         "held_out": bool(held_out[i]), "frequency": float(frequency[i])})
+    return pd.DataFrame(rows)
+
+
+def run_lexicon(run_dir: str | Path, config: Config | None = None) -> "pd.DataFrame":
+    """`lexicon` of the run in `run_dir` (its config and checkpoint), sender 0 of every seed."""
+    from lab.experiment.run import read_config
+
+    run_dir = Path(run_dir)
+    config = config or read_config(run_dir)
+    seeds = checkpoint.read(run_dir / checkpoint.FILENAME)["seeds"]
+    return lexicon(config, greedy_messages(config, run_dir / checkpoint.FILENAME), seeds)
