@@ -37,9 +37,9 @@ from lab.core import metrics
 from lab.core.agents import Agents
 from lab.experiment import checkpoint
 from lab.experiment.config import Config, ConfigError, to_dict
-from lab.experiment.io import staged
+from lab.experiment.io import check_out, staged
 from lab.experiment.language import greedy_messages
-from lab.experiment.run import check_out_dir, read_config
+from lab.experiment.run import read_config
 
 FORMATS = ("elcc",)
 
@@ -118,7 +118,7 @@ def export(run_dir: str | Path, out: str | Path, fmt: str = "elcc", utterances: 
     path = run_dir / checkpoint.FILENAME
     if not path.is_file():
         raise ConfigError(f"{str(run_dir)!r} has no {checkpoint.FILENAME}; is it a run directory written by `lab run`?")
-    check_out_dir(out, overwrite)
+    check_out(out, overwrite)
     world = games.world_of(config.game)
     held_out = np.zeros(len(world.objects), bool)
     held_out[world.test] = True
@@ -130,7 +130,7 @@ def export(run_dir: str | Path, out: str | Path, fmt: str = "elcc", utterances: 
         rows, messages = sampled_corpus(config, path, utterances)
     else:
         rows, messages = np.broadcast_to(np.arange(len(world.objects)), lexicons.shape[:2]), lexicons
-    with staged(out) as staging:
+    with staged(out, overwrite, kind="export") as staging:
         (staging / "metadata.yml").write_text(yaml.safe_dump(system_metadata(config, run_dir, seeds, utterances), sort_keys=False))
         for seed, objects_of, language, lexicon in zip(seeds.tolist(), rows, messages, lexicons):
             corpus = staging / "data" / f"seed-{seed}"
