@@ -159,12 +159,17 @@ import resource, sys, time
 from lab.experiment import checkpoint
 from lab.experiment.run import read_config
 config = read_config(sys.argv[1])
+try:  # the peak from here on: a forked child starts with its parent's peak (man getrusage: kept across execve)
+    open("/proc/self/clear_refs", "w").write("5")
+    def peak(): return int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1]) * 1024
+except OSError:
+    def peak(): return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 start = time.perf_counter()
 try:
     checkpoint.load(sys.argv[1] + "/checkpoint.npz", config)
 except ValueError as error:
     print("refused:", str(error)[:200])
-print(f"{time.perf_counter() - start:.3f} s {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}")
+print(f"{time.perf_counter() - start:.3f} s {peak()}")
 """
 
 
@@ -211,7 +216,7 @@ def test_the_intact_run_dir_plays(run_dir, tmp_path):
 
     shown = bytes_io.StringIO()
     play(copy_of(run_dir, tmp_path), rounds=1, stdin=bytes_io.StringIO(""), stdout=shown)
-    assert "mean reward over 0 rounds" in shown.getvalue()
+    assert "no rounds played" in shown.getvalue()
 
 
 # -- tables and the cache folder ------------------------------------------------------------------------
