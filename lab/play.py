@@ -31,7 +31,7 @@ import games
 import games.gym  # registers the gymnasium ids
 from games.languages import LETTERS, spell
 from lab.core.rollout import guess_log_probs
-from lab.experiment import checkpoint
+from lab.experiment import checkpoint, sizes
 from lab.experiment.config import Config, ConfigError
 from lab.experiment.language import greedy_messages, object_text
 from lab.experiment.run import read_config
@@ -82,6 +82,7 @@ class Partner:
     def __init__(self, run_dir: str | Path, index: int = 0):
         self.run_dir = Path(run_dir)
         self.config = read_config(self.run_dir)
+        sizes.check_world(self.config)  # a config.yaml is input like any other: its world is listed below
         path = self.run_dir / checkpoint.FILENAME
         if not path.is_file():
             raise ConfigError(f"{str(self.run_dir)!r} has no {checkpoint.FILENAME}; is it a run directory written by `lab run`?")
