@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ENV = dict(os.environ)  # as launched: `import lab` (for the machine's name) adds XLA flags the earlier tree must not get
+ENV = dict(os.environ)  # as launched, without the XLA flags of either tree (each sets its own)
 
 COMPILE_THEN = """
 import sys, time
@@ -49,6 +49,7 @@ import sys, time
 from lab import hparams_from_config, load, make_trainer, seed_keys
 from lab.experiment.execute import compile_run, layout
 import lab
+lab.setup()
 print(lab.__file__)
 start = time.perf_counter()
 config = load(overrides=sys.argv[1:])

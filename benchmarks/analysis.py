@@ -32,6 +32,8 @@ from lab import analysis
 from lab import config as lab_config
 from lab.core.ideal import message_log_probs
 
+lab.setup()
+
 
 def best_time(fn, *args, repeats: int):
     """(output, first call, best of `repeats` later calls) in seconds; the first call compiles."""

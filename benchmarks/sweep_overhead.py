@@ -28,6 +28,8 @@ from lab.core.hparams import concatenate
 from lab.experiment.sweep import calls as sweep_calls
 from lab.experiment.sweep import load_plan, run_sweep
 
+lab.setup()
+
 
 def single_call(plan) -> tuple[float, float]:
     """(seconds from nothing compiled, seconds of a second call) of one jit(vmap(train)) over the plan's runs."""

@@ -49,7 +49,9 @@ from lab import config as lab_config  # noqa: E402
 from lab import hparams_from_config, make_trainer, seed_keys  # noqa: E402
 from lab.core.trainer import Trainer  # noqa: E402
 from lab.experiment.cache import paused_gc  # noqa: E402
-from lab.experiment.execute import block_programs, by_device, compile_block, compile_run, init_options, layout  # noqa: E402
+from lab.experiment.execute import block_programs, by_device, compile_block, compile_run, init_options, layout, setup  # noqa: E402
+
+setup()  # before JAX starts: the lab's XLA flags and CPU devices
 
 # EGG's basic reconstruction game, REINFORCE, batch 512, games/s of its training pass. Neither was measured on the machine
 # this benchmark runs on: the ratios compare machines (benchmarks/egg.py times EGG side by side).
@@ -185,8 +187,9 @@ def lab_run_to_accuracy(overrides: list[str], cache: Path) -> dict:
 FIRST_BLOCK = """
 import sys, time
 start = float(sys.argv[1])
-from lab import config, hparams_from_config, make_trainer, seed_keys
+from lab import config, hparams_from_config, make_trainer, seed_keys, setup
 from lab.experiment.execute import run_population
+setup()
 cfg = config.load(overrides=sys.argv[2:])
 trainer = make_trainer(cfg)
 ends = []

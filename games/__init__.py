@@ -3,15 +3,10 @@
 The gymnasium adapters live in `games.gym` (importing it registers `games/LewisReconstruction-v0`
 and `games/LewisDiscrimination-v0`); this package itself needs only JAX and numpy.
 
-Randomness: the lab draws with JAX's threefry keys in their non-partitionable form
-(`jax_threefry_partitionable=False`, set here, for every package of the lab): under vmap over a
-population of keys the partitionable form runs 30x slower on a CPU, and a population of runs is
-what the lab trains. Set once, before any draw, so the same seed gives the same numbers.
+Randomness: the lab draws with JAX's threefry keys in their non-partitionable form, which `lab.setup()`
+chooses (importing a package of the lab changes no setting of JAX): the same seed gives the same numbers
+after it.
 """
-
-import jax
-
-jax.config.update("jax_threefry_partitionable", False)
 
 from games import difficulty, languages, messages
 from games.config import GameConfig

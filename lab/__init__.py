@@ -1,6 +1,10 @@
 """The lab: agents, the composable trainer, metrics, analysis, runs, sweeps and studies for Lewis signaling games.
 
+Importing it changes nothing in the process; `lab.setup()` (the commands, the runner, the studies and the
+notebooks call it first) turns on what the lab runs with: lab.experiment.execute.setup.
+
     >>> import lab
+    >>> lab.setup()
     >>> cfg = lab.config.load(overrides=["train.seeds=2", "train.steps=200"])
     >>> state, history = lab.train_population(cfg)      # one jitted, vmapped call
     >>> history["train"]["accuracy"].shape              # [seeds, evaluations]
@@ -19,15 +23,12 @@ from lab.core.trainer import Trainer, TrainState, seed_keys
 from lab.experiment import cache, checkpoint, config, results
 from lab.experiment.build import make_train, make_trainer
 from lab.experiment.config import Config, ConfigError, load
-from lab.experiment.execute import split_cpu
-
-cache.enable()  # compile a config once, not once per process (LAB_CACHE=off turns it off)
-cache.quick_compiles()  # on a CPU: XLA's cheaper optimisation level, before JAX starts
-split_cpu()  # on a CPU: one device per core, so a population's runs train side by side
+from lab.experiment.execute import setup
 
 
 def train_population(config: Config, trainer: Trainer | None = None, hparams=None):
     """Train `config.train.seeds` runs as one jitted, vmapped call of `trainer.train`: `(state, history)`."""
+    setup()
     trainer = trainer or make_trainer(config)
     keys = seed_keys(config)
     hparams = hparams if hparams is not None else hparams_from_config(config, len(keys))
@@ -36,5 +37,5 @@ def train_population(config: Config, trainer: Trainer | None = None, hparams=Non
 
 __all__ = [
     "analysis", "metrics", "checkpoint", "config", "results", "Config", "ConfigError", "load", "Trainer", "TrainState",
-    "hparams_from_config", "with_values", "seed_keys", "make_train", "make_trainer", "train_population",
+    "hparams_from_config", "with_values", "seed_keys", "make_train", "make_trainer", "train_population", "setup",
 ]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from lab.experiment.config import ConfigError, describe, load
 from lab.experiment.divergence import Diverged
+from lab.experiment.execute import setup
 
 EXIT_USAGE = 2
 EXIT_DIVERGED = 3  # a run's numbers went non-finite: what it had is written (lab.experiment.divergence)
@@ -204,6 +205,7 @@ def parser(studies: bool = True) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    setup()  # before JAX starts: the lab's XLA flags, CPU devices and compilation cache
     argv = sys.argv[1:] if argv is None else argv
     args = parser(studies=not argv or argv[0] not in ("run", "sweep", "report", "play", "serve", "export")).parse_args(argv)
     try:

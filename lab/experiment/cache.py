@@ -1,4 +1,4 @@
-"""Compiling less: JAX's persistent compilation cache, and XLA's quicker CPU compiles; both on with `import lab`.
+"""Compiling less: JAX's persistent compilation cache, and XLA's quicker CPU compiles; both on with `lab.setup()`.
 
 The cache is on by default for `lab run`, `lab sweep`, the studies and the notebooks.
 
@@ -19,8 +19,9 @@ default run's programs (8 seeds) compile in 4.8-5.5 s instead of 5.7-6.2 s (4 al
 and reduction fusions to the YNNPACK library, as XLA does the matmuls (`YNN_FUSIONS`): fewer kernels for LLVM to
 compile (the default steps 341 -> 251, the evaluation 203 -> 197) and one seed's steps 15-20% faster (36.9-37.7k
 games/s against 29.9-32.6k, 3 alternating rounds, 2-core AMD EPYC, 2026-12-06); runs differ from before in their last
-digits. It does nothing when `XLA_FLAGS` already names an optimisation level (yours wins), when JAX has already
-started (too late), or when a CUDA plugin is installed (the flags are for CPU code).
+digits. It does nothing when `XLA_FLAGS` already names an optimisation level (yours wins) or when a CUDA plugin
+is installed (the flags are for CPU code), and nothing that counts when JAX has already started (XLA has read
+its flags; `lab.setup()` comes first).
 
 Finding a cached program still costs its tracing and lowering (1.3-1.5 s for each of a run's two
 programs, one seed, 2-core Xeon). `lower(fn, args, fingerprint)` keeps the lowered program itself, through
@@ -111,11 +112,9 @@ def gpu_plugin() -> bool:
 
 
 def quick_compiles() -> bool:
-    """Add QUICK_COMPILES to XLA_FLAGS (module doc); whether it did."""
-    from jax._src import xla_bridge
-
+    """Add QUICK_COMPILES to XLA_FLAGS (module doc); whether it did. XLA reads them when JAX starts: call it before."""
     flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_backend_optimization_level" in flags or xla_bridge.backends_are_initialized() or gpu_plugin():
+    if "xla_backend_optimization_level" in flags or gpu_plugin():
         return False
     ynn = YNN_JAXLIB[0] <= _version("jaxlib") < YNN_JAXLIB[1]
     os.environ["XLA_FLAGS"] = " ".join([flags, QUICK_COMPILES, YNN_FUSIONS if ynn else ""]).strip()

@@ -22,7 +22,7 @@ accelerator a single call trains every run, the population padded to `size` runs
 dropped from the result) so a smaller population reuses a bigger one's compiled call. A call's runs are
 split over its devices (as many as it has runs), each device's share its own program (`jax.shard_map`).
 
-On a CPU, `import lab` makes one JAX device per core (`split_cpu`), so the runs of a population
+On a CPU, `lab.setup()` makes one JAX device per core (`split_cpu`), so the runs of a population
 train side by side, each core on its own share. With the unrolled step one seed alone already keeps
 both cores busy through XLA's threads (2-core AMD EPYC, 2026-12-06: one seed 33.0k games/s, two on two
 devices 33.7k in total); with the loop it did not (2-core Intel Xeon, 2026-12-03: 8 seeds 14.4k-18.1k
@@ -51,17 +51,33 @@ from lab.experiment.divergence import KEY, Tracker
 
 def split_cpu() -> int | None:
     """Make one CPU device per core, or `LAB_CPU_DEVICES` of them (module doc): how many, or None when it did nothing."""
-    from jax._src import xla_bridge
-
     chosen = jax.config.jax_num_cpu_devices > 0 or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")
-    if chosen or cache.gpu_plugin() or xla_bridge.backends_are_initialized():
+    if chosen or cache.gpu_plugin():
         return None
     value = os.environ.get("LAB_CPU_DEVICES", "").strip()
     if value and not (value.isdigit() and int(value) > 0):
         raise ValueError(f"LAB_CPU_DEVICES={value!r}: expected a positive whole number of CPU devices, e.g. 1")
     n = int(value) if value else len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    jax.config.update("jax_num_cpu_devices", n)
+    try:
+        jax.config.update("jax_num_cpu_devices", n)
+    except RuntimeError:  # JAX has started: too late to choose its devices
+        return None
     return n
+
+
+def setup() -> None:
+    """What the lab's commands, its runner, the studies, the tests and the notebooks call first (importing changes
+    nothing): JAX's threefry keys in their non-partitionable form, XLA's quicker CPU compiles (lab.experiment.cache),
+    one CPU device per core (`split_cpu`) and the persistent compilation cache. Call it before JAX computes anything:
+    XLA's flags and the devices are read when JAX starts. Calling it again does nothing more.
+
+    Randomness: the lab draws with threefry keys in their non-partitionable form: under vmap over a population of
+    keys the partitionable form (JAX's default) runs 30x slower on a CPU, and draws other numbers; the same seed gives
+    the same numbers after `setup()`."""
+    jax.config.update("jax_threefry_partitionable", False)
+    cache.quick_compiles()
+    split_cpu()
+    cache.enable()
 
 
 def init_options() -> dict | None:

@@ -24,7 +24,7 @@ from lab.core.trainer import Trainer, seed_keys
 from lab.experiment import checkpoint, divergence, results, sizes
 from lab.experiment.build import make_trainer
 from lab.experiment.config import Config, ConfigError, from_dict, read_yaml, to_dict
-from lab.experiment.execute import run_population
+from lab.experiment.execute import run_population, setup
 from lab.experiment.io import staged
 
 CONFIG_FILE = "config.yaml"
@@ -51,6 +51,7 @@ class Trained(NamedTuple):
 
 def train(config: Config, progress: bool = True, trainer: Trainer | None = None) -> Trained:
     """The config's runs trained (lab.experiment.execute.run_population) into a tidy table."""
+    setup()
     trainer = trainer or make_trainer(config)
     bar, on_block = progress_bar(trainer.n_evals + 1, f"training {config.train.seeds} seeds", progress)
     try:

@@ -15,6 +15,7 @@ from lab.experiment.sweep.calls import CellResult, chunks, train_cells
 from lab.experiment.sweep.plan import Plan
 from lab.experiment.io import exclusive, recover
 from lab.experiment.divergence import Diverged, describe
+from lab.experiment.execute import setup
 from lab.experiment.sweep.store import clear_leftovers, diverged_cells, finished, open_store, read_results, write_cell
 
 
@@ -69,6 +70,7 @@ def run_sweep(plan: Plan, out: str | Path, *, backend: str = "local", overwrite:
     A cell with a run that diverged is marked (lab.experiment.divergence) and the others trained; at the end,
     `Diverged` is raised with the whole table.
     """
+    setup()
     if backend not in ("local", "ray"):
         raise ConfigError(f"--backend {backend!r}: allowed values are local, ray")
     if chunk < 0:

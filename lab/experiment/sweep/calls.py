@@ -13,7 +13,7 @@ from lab.core.hparams import concatenate, hparams_from_config
 from lab.core.trainer import seed_keys
 from lab.experiment import divergence, results
 from lab.experiment.build import make_trainer
-from lab.experiment.execute import run_population
+from lab.experiment.execute import run_population, setup
 from lab.experiment.sweep.plan import Plan, SweepCell
 
 
@@ -37,6 +37,7 @@ def cell_table(cell: SweepCell, history, steps: np.ndarray, keys: tuple[str, ...
 
 def train_cells(cells: list[SweepCell], keys: tuple[str, ...], size: int | None = None, on_block=None) -> list[CellResult]:
     """Cells of one compile group in one compiled call: their seeds and hparams stacked into a population."""
+    setup()  # a Ray task starts in a process of its own
     trainer = make_trainer(cells[0].config)  # the cells agree on every field the trainer reads
     run_keys = jnp.concatenate([seed_keys(c.config) for c in cells])  # [runs]
     hparams = concatenate([hparams_from_config(c.config, c.config.train.seeds) for c in cells])

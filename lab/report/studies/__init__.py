@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Callable
 
 from lab.experiment.config import ConfigError
+from lab.experiment.execute import setup
 from lab.report.studies import coadaptation, curriculum_adam, dro, merging
 from lab.report.studies.common import Study
 
@@ -20,6 +21,7 @@ PRESETS: dict[str, tuple[str, ...]] = {"coadaptation": tuple(coadaptation.PRESET
 
 
 def run_study(name: str, out: str | Path, preset: str | None = None, **kwargs) -> Study:
+    setup()
     if name not in STUDIES:
         raise ConfigError(f"unknown study {name!r}; allowed: {', '.join(STUDIES)}")
     if preset is not None:
