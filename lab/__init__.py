@@ -6,15 +6,13 @@ notebooks call it first) turns on what the lab runs with: lab.experiment.execute
     >>> import lab
     >>> lab.setup()
     >>> cfg = lab.config.load(overrides=["train.seeds=2", "train.steps=200"])
-    >>> state, history = lab.train_population(cfg)      # one jitted, vmapped call
+    >>> state, history = lab.train_population(cfg)      # the runner: two compiled programs, as `lab run`
     >>> history["train"]["accuracy"].shape              # [seeds, evaluations]
     (2, 3)
 
 Layout: `lab.core` (the jitted core), `lab.controls` / `lab.interventions` (components),
 `lab.analysis`, `lab.experiment` (config, build, run, sweep, checkpoint, results), `lab.report`.
 """
-
-import jax
 
 from lab import analysis
 from lab.core import metrics
@@ -23,16 +21,17 @@ from lab.core.trainer import Trainer, TrainState, seed_keys
 from lab.experiment import cache, checkpoint, config, results
 from lab.experiment.build import make_train, make_trainer
 from lab.experiment.config import Config, ConfigError, load
-from lab.experiment.execute import setup
+from lab.experiment.execute import run_population, setup
 
 
 def train_population(config: Config, trainer: Trainer | None = None, hparams=None):
-    """Train `config.train.seeds` runs as one jitted, vmapped call of `trainer.train`: `(state, history)`."""
+    """Train `config.train.seeds` runs with the lab's runner (lab.experiment.execute.run_population, as `lab run` does):
+    `(state, history)` as numpy, runs first. `hparams` default to the config's (`with_values` varies them)."""
     setup()
     trainer = trainer or make_trainer(config)
     keys = seed_keys(config)
     hparams = hparams if hparams is not None else hparams_from_config(config, len(keys))
-    return jax.jit(jax.vmap(trainer.train))(keys, hparams)
+    return run_population(trainer, keys, hparams)
 
 
 __all__ = [

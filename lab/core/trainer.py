@@ -1,10 +1,10 @@
 """The trainer: `Trainer(config, components)`, whose `train(key, hparams) -> (final_state, history)` is pure.
 
 The whole run is one function: `lax.scan` over evaluation blocks, each an evaluation of every
-split followed by `eval_every` optimizer steps; `jax.jit(jax.vmap(trainer.train))(keys, hparams)`
-trains a population of runs, which differ in their continuous hyperparameters (lab.core.hparams).
-The runner (lab.experiment.execute) calls its two halves, `checkpoint` and `steps`, from the host instead, for
-progress and resume.
+split followed by `eval_every` optimizer steps. The runner (lab.experiment.execute, behind `lab run`,
+sweeps, studies and `lab.train_population`) calls its two halves, `checkpoint` and `steps`, from the host
+as two compiled programs, for progress, divergence checks and a quicker compile; `trainer.train` composes
+the same two for whoever wants one pure function (`jax.jit(jax.vmap(trainer.train))(keys, hparams)`).
 
 One optimizer step (`train_step`), from the slots of lab.core.components:
 
@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import jax
-import jax.extend.core
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -323,20 +322,6 @@ class Trainer:
         """The `eval_every` optimizer steps of block `index` after its evaluation (`key`: the run key)."""
         return self.train_block(state, jax.random.fold_in(jax.random.fold_in(key, 1), index), index, hparams)
 
-    def block(self, state: TrainState, key: jax.Array, index: jax.Array, hparams: Hparams) -> tuple[TrainState, dict]:
-        """`checkpoint`, then `steps` unless `index` is the last evaluation.
-
-        Returns `(state, metrics)`; `metrics["batch"]` holds the means of the step statistics of the
-        block that follows this evaluation (NaN after the last; `shift_batch` moves them where they end).
-        The runner (lab.experiment.execute) calls `checkpoint` and `steps` as two programs instead.
-        """
-        state, metrics = self.checkpoint(state, key)
-        steps, (_, template) = traced_once(self.steps, state, key, index, hparams)
-        nan = jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), template)
-        state, summary = jax.lax.cond(index < self.n_evals, lambda s: steps(s, key, index, hparams),
-                                      lambda s: (s, nan), state)
-        return state, {**metrics, "batch": summary}
-
     @staticmethod
     def run_keys(key: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
         """(init key, run key, evaluation key) of a run's key: the evaluation samples its messages with the last."""
@@ -346,21 +331,23 @@ class Trainer:
     def train(self, key: jax.Array, hparams: Hparams, agents: tuple | None = None):
         """One run: `(final TrainState, history)`, `history[split][metric]: [n_evals + 1, ...]` (step 0 first).
 
-        `history["batch"]` holds the step statistics of the block before each evaluation; it is
-        shifted so that entry i covers the steps up to evaluation i (NaN at step 0). `agents`: as in `init`.
+        What the runner (lab.experiment.execute) computes from the host, as one pure function: `checkpoint` then
+        `steps` for each block, and a last `checkpoint`. `history["batch"]` holds the step statistics of the block
+        before each evaluation (NaN at step 0). `agents`: as in `init`.
         """
         key_init, key_run, _ = self.run_keys(key)
         state = self.init(key_init, hparams, agents)
-        state, history = jax.lax.scan(lambda s, i: self.block(s, key_run, i, hparams), state, jnp.arange(self.n_evals + 1))
+
+        def block(state, index):
+            state, metrics = self.checkpoint(state, key_run)
+            state, batch = self.steps(state, key_run, index, hparams)
+            return state, {**metrics, "batch": batch}
+
+        state, history = jax.lax.scan(block, state, jnp.arange(self.n_evals))
+        state, last = self.checkpoint(state, key_run)
+        last["batch"] = jax.tree.map(lambda v: jnp.full_like(v[0], jnp.nan), history["batch"])  # no steps after it
+        history = jax.tree.map(lambda blocks, after: jnp.concatenate([blocks, after[None]]), history, last)
         return state, shift_batch(history)
-
-
-def traced_once(fn, *args):
-    """`(fn as a replay of its jaxpr, the shapes of fn(*args))`, tracing `fn` once: a branch of `lax.cond` whose
-    output shapes the other branch needs (eval_shape traced the steps a second time: 0.7 s of 2.1 s of the block's trace)."""
-    closed, shapes = jax.make_jaxpr(fn, return_shape=True)(*args)
-    replay, out_tree = jax.extend.core.jaxpr_as_fun(closed), jax.tree.structure(shapes)
-    return lambda *a: jax.tree.unflatten(out_tree, replay(*jax.tree.leaves(a))), shapes
 
 
 def shift_batch(history: dict, axis: int = 0) -> dict:
