@@ -22,6 +22,7 @@ from lab.experiment import cache, checkpoint, config, results
 from lab.experiment.build import make_train, make_trainer
 from lab.experiment.config import Config, ConfigError, load
 from lab.experiment.execute import run_population, setup
+from lab.experiment.warp import fine_tune, warp
 
 
 def train_population(config: Config, trainer: Trainer | None = None, hparams=None):
@@ -36,5 +37,5 @@ def train_population(config: Config, trainer: Trainer | None = None, hparams=Non
 
 __all__ = [
     "analysis", "metrics", "checkpoint", "config", "results", "Config", "ConfigError", "load", "Trainer", "TrainState",
-    "hparams_from_config", "with_values", "seed_keys", "make_train", "make_trainer", "train_population", "setup",
+    "hparams_from_config", "with_values", "seed_keys", "make_train", "make_trainer", "train_population", "setup", "fine_tune", "warp",
 ]

@@ -22,6 +22,8 @@ import numpy as np
 from flax import nnx
 
 from lab.core.agents import Agents, Receiver, Sender
+from lab.merging import lineage
+from lab.merging.lineage import Lineage
 from lab.experiment.io import atomic_path
 
 FILENAME = "checkpoint.npz"
@@ -143,6 +145,13 @@ def load(path: str | Path, config, index: int | None = None):
                              f"the config needs {header.shape} ({header.dtype})")
     arrays = read(path, ["seeds", *expected])
     return _fill("senders/", sender, arrays, index), _fill("receivers/", receiver, arrays, index), arrays["seeds"]
+
+
+def lineages(path: str | Path) -> list[Lineage]:
+    """Each run's lineage (lab.merging.lineage): the ancestor it was fine-tuned from, as its checkpoint records it."""
+    recorded = (lineage.ANCESTOR, lineage.SOURCE) if lineage.ANCESTOR in inspect(path) else ()
+    arrays = read(path, ["seeds", *recorded])
+    return lineage.of(arrays, len(arrays["seeds"]))
 
 
 def load_agents(path: str | Path, config, index: int = 0, sender: int = 0, receiver: int = 0) -> tuple[Sender, Receiver]:

@@ -12,8 +12,10 @@ is `lab.interventions.ema`.
     soups      greedy_soup, merge (lineage checked, barrier reported), pareto
     lineage    the ancestor a checkpoint's runs were fine-tuned from
     rewards    held-out sampler; KL-to-EMA-anchor and structure rewards (components, built by lab.experiment.build)
-    warp       fine_tune (a population from given pairs), warp (WARP's loop)
     config     the `merge` config section
+
+WARP's loop and fine-tuning from given pairs train, so they live with the runner: lab.experiment.warp
+(`lab.fine_tune`, `lab.warp`).
 """
 
 from lab.merging.connectivity import Curve, barrier, barriers, curve
@@ -21,13 +23,12 @@ from lab.merging.config import MergeConfig
 from lab.merging.judge import Judge
 from lab.merging.lineage import Lineage, MergeWarning, check_common, digest
 from lab.merging.soups import GreedySoup, Merged, greedy_soup, merge, pareto
-from lab.merging.warp import Warp, fine_tune, liti_front, warp
 from lab.merging.weights import (Pair, as_population, interpolate, liti, pairs_of, repeat, slerp, slerp_soup, stack,
                                  task_vector, uniform_soup, unstack)
 
 __all__ = [
     "Curve", "barrier", "barriers", "curve", "MergeConfig", "Judge", "Lineage", "MergeWarning", "check_common", "digest",
-    "GreedySoup", "Merged", "greedy_soup", "merge", "pareto", "Warp", "fine_tune", "liti_front", "warp", "Pair",
+    "GreedySoup", "Merged", "greedy_soup", "merge", "pareto", "Pair",
     "as_population", "interpolate", "liti", "pairs_of", "repeat", "slerp", "slerp_soup", "stack", "task_vector",
     "uniform_soup", "unstack",
 ]

@@ -5,8 +5,8 @@ symbol permutations of each other (../shared/science/algorithms.md §0; WARM's R
 from a shared random start). Merging is for agents fine-tuned from one trained ancestor, so every
 fine-tuned run records a digest of its ancestor's parameters and where the ancestor came from:
 
-    checkpoint.save(path, senders, receivers, seeds, extra=lineage.extra(lineages))
-    lineage.read(path)                                   # [Lineage per run]
+    checkpoint.save(path, senders, receivers, seeds, extra=lineage.extra(lineages))   # lab.experiment.checkpoint
+    checkpoint.lineages(path)                            # [Lineage per run]
     lineage.check_common([...], names=[...])             # warns (MergeWarning) unless one ancestor is shared
 
 A run trained from scratch has `ancestor == ""`.
@@ -17,13 +17,10 @@ from __future__ import annotations
 import hashlib
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
 import jax
 import numpy as np
-
-from lab.experiment import checkpoint
 
 ANCESTOR, SOURCE = "lineage/ancestor", "lineage/source"
 
@@ -59,11 +56,9 @@ def extra(lineages: Sequence[Lineage]) -> dict[str, np.ndarray]:
             SOURCE: np.array([x.source for x in lineages], dtype=str)}
 
 
-def read(path: str | Path) -> list[Lineage]:
-    """Each run's lineage from a checkpoint; runs of a checkpoint written without one were trained from scratch."""
-    headers = checkpoint.inspect(path)
-    arrays = checkpoint.read(path, ["seeds", *((ANCESTOR, SOURCE) if ANCESTOR in headers else ())])
-    n = len(arrays["seeds"])
+def of(arrays: dict[str, np.ndarray], n: int) -> list[Lineage]:
+    """Each of n runs' lineage from a checkpoint's arrays (lab.experiment.checkpoint.lineages reads them); the runs of
+    a checkpoint written without one were trained from scratch."""
     if ANCESTOR not in arrays:
         return [Lineage()] * n
     return [Lineage(str(a), str(s)) for a, s in zip(arrays[ANCESTOR], arrays[SOURCE])]

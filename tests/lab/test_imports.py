@@ -43,3 +43,39 @@ def test_no_module_imports_jax_internals():
     users = [str(path.relative_to(ROOT)) for package in (*PACKAGES, "tests", "benchmarks")
              for path in (ROOT / package).rglob("*.py") if "jax._src" in path.read_text()]
     assert users == [str(Path(__file__).relative_to(ROOT))], users  # this file names it, in the line above
+
+
+# games <- curricula <- lab.core <- components <- analysis <- experiment <- report, cli (DESIGN.md)
+LAYERS = [("games",), ("curricula",), ("lab.core",),
+          ("lab.controls", "lab.interventions", "lab.curriculum", "lab.dro", "lab.merging"), ("lab.analysis",),
+          ("lab.experiment",), ("lab.report", "lab.cli", "lab.play", "lab")]
+
+
+def layer(module: str) -> int:
+    """The layer of the longest name that `module` is or is inside of."""
+    found = [(len(name), i) for i, names in enumerate(LAYERS) for name in names
+             if module == name or module.startswith(name + ".")]
+    return max(found)[1]
+
+
+def is_module(name: str) -> bool:
+    path = ROOT.joinpath(*name.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
+def test_dependencies_point_one_way():
+    """No module imports from a layer above its own (lab.merging imported lab.experiment: WARP's runner, checkpoints)."""
+    import ast
+
+    upward = []
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            module = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+                if isinstance(node, ast.ImportFrom) and node.module and not node.level:  # `from lab import dro`: lab.dro
+                    names = [f"{node.module}.{a.name}" if is_module(f"{node.module}.{a.name}") else node.module
+                             for a in node.names]
+                upward += [f"{module} imports {name}" for name in names if name.split(".")[0] in PACKAGES
+                           and layer(name) > layer(module)]
+    assert upward == [], upward

@@ -151,9 +151,9 @@ def test_lineage_round_trip_and_warning(tmp_path):
     senders = {"w": np.zeros((3, 1, 2), np.float32)}
     path = tmp_path / "checkpoint.npz"
     checkpoint.save(path, senders, senders, [0, 1, 2], extra=lineage.extra(runs))
-    assert lineage.read(path) == runs
+    assert checkpoint.lineages(path) == runs
     checkpoint.save(path, senders, senders, [0, 1, 2])
-    assert lineage.read(path) == [lineage.Lineage()] * 3  # no record: trained from scratch
+    assert checkpoint.lineages(path) == [lineage.Lineage()] * 3  # no record: trained from scratch
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert M.check_common(runs[:2])
@@ -201,12 +201,12 @@ def trained():
     trainer = lab.make_trainer(config)
     hp = hparams_from_config(config, n)
     scratch = M.Pair(*jax.vmap(trainer.agents.init)(jax.random.split(jax.random.key(0), n)))
-    pretrained, _ = M.fine_tune(trainer, seed_keys(config), hp, scratch)  # 300 steps from independent random starts
-    pretrained, _ = M.fine_tune(trainer, seed_keys(config), hp, pretrained)  # 300 more
+    pretrained, _ = lab.fine_tune(trainer, seed_keys(config), hp, scratch)  # 300 steps from independent random starts
+    pretrained, _ = lab.fine_tune(trainer, seed_keys(config), hp, pretrained)  # 300 more
     ancestors = M.unstack(pretrained)[:N_ANCESTORS]
     starts = M.stack([a for a in ancestors for _ in range(N_TUNED)])
     tuned_hp = with_values(hp, {"train.lr": jnp.tile(jnp.array([0.005, 0.01]), N_ANCESTORS)})
-    tuned, _ = M.fine_tune(trainer, jax.random.split(jax.random.key(7), n), tuned_hp, starts)
+    tuned, _ = lab.fine_tune(trainer, jax.random.split(jax.random.key(7), n), tuned_hp, starts)
     return dict(judge=M.Judge(trainer.spec), ancestors=ancestors, tuned=M.unstack(tuned))
 
 
@@ -298,7 +298,7 @@ def test_ema_follows_its_formula(warp_trainer, trained):
     snapshots = []
     record = lambda i, state, metrics: snapshots.append(jax.device_get((state.senders, state.interventions[0]["senders"])))  # noqa: E731
     n = trainer.config.merge.warp_agents  # the shape WARP trains, so its test reuses this compiled program
-    M.fine_tune(trainer, jax.random.split(jax.random.key(3), n), hparams_from_config(trainer.config, n), M.repeat(start, n),
+    lab.fine_tune(trainer, jax.random.split(jax.random.key(3), n), hparams_from_config(trainer.config, n), M.repeat(start, n),
                 on_block=record)
     params = [jax.tree.map(lambda leaf: np.broadcast_to(leaf, (n, 1, *leaf.shape)), start.sender)]
     params += [s for s, _ in snapshots[:-1]]  # theta_0 .. theta_T
@@ -335,7 +335,7 @@ def test_kl_term_is_zero_at_the_anchor_and_minus_kl_on_average(warp_trainer, tra
 
 def test_warp_loop_is_slerp_then_liti(warp_trainer, trained):
     trainer, start = warp_trainer, trained["ancestors"][0]
-    result = M.warp(trainer, jax.random.key(5), start)
+    result = lab.warp(trainer, jax.random.key(5), start)
     m = trainer.config.merge
     assert len(result.starts) == m.warp_iterations + 1 and len(result.merged) == m.warp_iterations
     for i in range(m.warp_iterations):
@@ -347,7 +347,7 @@ def test_warp_loop_is_slerp_then_liti(warp_trainer, trained):
         for x, y in zip(jax.tree.leaves(result.starts[i + 1]), jax.tree.leaves(M.liti(result.merged[i], result.starts[i], 0.3))):
             np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="^trainer: WARP needs an EMA anchor"):
-        M.warp(lab.make_trainer(lab.load(overrides=BASE)), jax.random.key(0), start)
+        lab.warp(lab.make_trainer(lab.load(overrides=BASE)), jax.random.key(0), start)
 
 
 # -- the study's plan (its run is `lab study merging --small`) ----------------------------------------

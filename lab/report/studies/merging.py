@@ -40,6 +40,7 @@ from lab.experiment.build import make_trainer
 from lab.experiment.config import Config, load, to_dict
 from lab.experiment.io import check_out, staged
 from lab.experiment.run import progress_bar
+from lab.experiment.warp import fine_tune
 from lab.merging import lineage
 from lab.merging.soups import ranking
 from lab.report.studies.common import Study
@@ -103,7 +104,7 @@ def tidy_scores(scores: dict, **labels) -> list[dict]:
 def train_phase(trainer, keys, hp, start, progress: bool, name: str):
     bar, on_block = progress_bar(trainer.n_evals + 1, name, progress)
     try:
-        return M.fine_tune(trainer, keys, hp, start, on_block=on_block)
+        return fine_tune(trainer, keys, hp, start, on_block=on_block)
     finally:
         bar.close()
 

@@ -1,4 +1,5 @@
-"""Fine-tuning a population from given pairs, and WARP's iterated merging (Ramé et al. 2024, Algorithm 1).
+"""Fine-tuning a population from given pairs, and WARP's iterated merging (Ramé et al. 2024, Algorithm 1): the loops
+that train (the runner, lab.experiment.execute) around lab.merging's pure merges.
 
     for i in 1..I:
         theta_m = theta_ema,m = theta_init,  m = 1..M       (M runs of one population, vmapped)
