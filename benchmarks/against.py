@@ -5,7 +5,7 @@ alternation (`--repeats` rounds, best of them), on the same machine and the same
 
 * the default run's first-call compile, 8 seeds: from a fresh trainer to its programs compiled and
   nothing run (dd866c6: `jax.jit(jax.vmap(trainer.train))`, one program; now: the runner's programs,
-  lab.experiment.execute.run_population's programs, compile_run);
+  lab.experiment.execute.train_runs's programs, compile_run);
 * the same for one compile group of sweeps/tiny.yaml (its first: 2 learning rates x 2 seeds of 16-unit GRUs);
 * `lab sweep sweeps/tiny.yaml`: the whole process (2 compile groups of 20 steps: importing, compiling, training and
   writing the results), the file as each tree has it.

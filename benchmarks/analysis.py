@@ -54,7 +54,7 @@ def trained_agents(config, n: int, steps: int):
                                            "train.eval_every": steps})
     trainer = lab.make_trainer(config)
     start = time.perf_counter()
-    state, history = lab.train_population(config, trainer)
+    state, history = lab.train_seeds(config, trainer)
     accuracy = float(np.asarray(history["train"]["accuracy"])[0, -1])
     print(f"trained {steps} steps on {n} objects in {time.perf_counter() - start:.0f} s: train accuracy {accuracy:.2f}", flush=True)
     first = jax.tree.map(lambda a: a[0], state)

@@ -48,7 +48,7 @@ def single_call(plan) -> tuple[float, float]:
 def sweep(plan, folder: Path) -> tuple[float, float]:
     """(seconds of the whole sweep, seconds inside its compiled call)."""
     inside = []
-    call = sweep_calls.run_population
+    call = sweep_calls.train_runs
 
     def timed(*args, **kwargs):
         start = time.perf_counter()
@@ -57,13 +57,13 @@ def sweep(plan, folder: Path) -> tuple[float, float]:
         finally:
             inside.append(time.perf_counter() - start)
 
-    sweep_calls.run_population = timed
+    sweep_calls.train_runs = timed
     try:
         start = time.perf_counter()
         run_sweep(plan, folder, progress=False, log=lambda _: None)
         return time.perf_counter() - start, sum(inside)
     finally:
-        sweep_calls.run_population = call
+        sweep_calls.train_runs = call
 
 
 def main() -> None:

@@ -188,7 +188,7 @@ FIRST_BLOCK = """
 import sys, time
 start = float(sys.argv[1])
 from lab import config, hparams_from_config, make_trainer, seed_keys, setup
-from lab.experiment.execute import run_population
+from lab.experiment.execute import train_runs
 setup()
 cfg = config.load(overrides=sys.argv[2:])
 trainer = make_trainer(cfg)
@@ -198,7 +198,7 @@ def on_block(index, state, metrics):
     if index == 1:  # first block's end, less one block's run time (the second's): the program ready to run
         print(f"{ends[0]:.3f} {2 * ends[0] - ends[1]:.3f}", flush=True)
         raise SystemExit(0)
-run_population(trainer, seed_keys(cfg), hparams_from_config(cfg, cfg.train.seeds), on_block=on_block)
+train_runs(trainer, seed_keys(cfg), hparams_from_config(cfg, cfg.train.seeds), on_block=on_block)
 """
 
 

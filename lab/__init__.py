@@ -6,7 +6,7 @@ notebooks call it first) turns on what the lab runs with: lab.experiment.execute
     >>> import lab
     >>> lab.setup()
     >>> cfg = lab.config.load(overrides=["train.seeds=2", "train.steps=200"])
-    >>> state, history = lab.train_population(cfg)      # the runner: two compiled programs, as `lab run`
+    >>> state, history = lab.train_seeds(cfg)      # the runner: two compiled programs, as `lab run`
     >>> history["train"]["accuracy"].shape              # [seeds, evaluations]
     (2, 3)
 
@@ -21,21 +21,21 @@ from lab.core.trainer import Trainer, TrainState, seed_keys
 from lab.experiment import cache, checkpoint, config, results
 from lab.experiment.build import make_train, make_trainer
 from lab.experiment.config import Config, ConfigError, load
-from lab.experiment.execute import run_population, setup
+from lab.experiment.execute import train_runs, setup
 from lab.experiment.warp import fine_tune, warp
 
 
-def train_population(config: Config, trainer: Trainer | None = None, hparams=None):
-    """Train `config.train.seeds` runs with the lab's runner (lab.experiment.execute.run_population, as `lab run` does):
+def train_seeds(config: Config, trainer: Trainer | None = None, hparams=None):
+    """Train `config.train.seeds` runs with the lab's runner (lab.experiment.execute.train_runs, as `lab run` does):
     `(state, history)` as numpy, runs first. `hparams` default to the config's (`with_values` varies them)."""
     setup()
     trainer = trainer or make_trainer(config)
     keys = seed_keys(config)
     hparams = hparams if hparams is not None else hparams_from_config(config, len(keys))
-    return run_population(trainer, keys, hparams)
+    return train_runs(trainer, keys, hparams)
 
 
 __all__ = [
     "analysis", "metrics", "checkpoint", "config", "results", "Config", "ConfigError", "load", "Trainer", "TrainState",
-    "hparams_from_config", "with_values", "seed_keys", "make_train", "make_trainer", "train_population", "setup", "fine_tune", "warp",
+    "hparams_from_config", "with_values", "seed_keys", "make_train", "make_trainer", "train_seeds", "setup", "fine_tune", "warp",
 ]

@@ -1,7 +1,7 @@
 """Continuous hyperparameters: the config fields marked `continuous` (games.fields.doc), as arrays.
 
 `Hparams` is a plain nested dict `{section: {field: array}}`, a pytree: scalars for one run, arrays
-`[runs]` under vmap, so one compiled call trains a population whose members differ in them. A
+`[runs]` under vmap, so one compiled call trains runs that differ in them. A
 component reads its own section (`hp["objective"]["tau"]`). Every other config field is static
 (shapes, code paths) and splits a sweep into compile groups.
 
@@ -33,7 +33,7 @@ def continuous_keys(config) -> frozenset[str]:
 
 
 def hparams_from_config(config, n: int | None = None) -> Hparams:
-    """The config's continuous values, as float32 scalars or repeated `n` times for a population."""
+    """The config's continuous values, as float32 scalars or repeated `n` times for n runs."""
     shape = () if n is None else (n,)
     out = {}
     for name, section in _sections(config):

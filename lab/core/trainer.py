@@ -2,7 +2,7 @@
 
 The whole run is one function: `lax.scan` over evaluation blocks, each an evaluation of every
 split followed by `eval_every` optimizer steps. The runner (lab.experiment.execute, behind `lab run`,
-sweeps, studies and `lab.train_population`) calls its two halves, `checkpoint` and `steps`, from the host
+sweeps, studies and `lab.train_seeds`) calls its two halves, `checkpoint` and `steps`, from the host
 as two compiled programs, for progress, divergence checks and a quicker compile; `trainer.train` composes
 the same two for whoever wants one pure function (`jax.jit(jax.vmap(trainer.train))(keys, hparams)`).
 
@@ -237,7 +237,7 @@ class Trainer:
         return jnp.sum(losses), out
 
     def train_step(self, state: TrainState, key: jax.Array, step: jax.Array, hparams: Hparams) -> tuple[TrainState, dict]:
-        """One optimizer step; `step` is the unbatched step number (the population's, for schedules and branches)."""
+        """One optimizer step; `step` is the unbatched step number (the same for every run, for schedules and branches)."""
         c = self.components
         hp_train, hp_objective, hp_curriculum = hparams["train"], hparams.get("objective", {}), hparams.get("curriculum", {})
         key_intervene, key_draw, key_play = jax.random.split(key, 3)

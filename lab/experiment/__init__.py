@@ -1,1 +1,1 @@
-"""The experiment layer: config, building the trainer, running populations, checkpoints, results, sweeps."""
+"""The experiment layer: config, building the trainer, training runs, checkpoints, results, sweeps."""

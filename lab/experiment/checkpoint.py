@@ -1,4 +1,4 @@
-"""Checkpoints: the final parameters of every run of a population, in one `.npz` (no pickle).
+"""Checkpoints: the final parameters of every run, in one `.npz` (no pickle).
 
 Arrays are stored under their pytree path (`senders/encoder/kernel`, `receivers/...`) with the
 leading axes `[runs, P]` (senders) and `[runs, Q]` (receivers) of a population of P senders and Q

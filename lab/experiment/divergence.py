@@ -4,7 +4,7 @@ The runner checks every run at each evaluation, from what its programs return an
 per step): the mean training loss of the block before, whether every parameter of its senders and of its receivers
 is finite (one flag each, packed with the evaluation's metrics) and the evaluation's losses. The first evaluation
 at which one is not finite is the run's `diverged_at` step. Its rows up to that evaluation are kept as they are
-(non-finite values included) and the later ones dropped (lab.experiment.results.tidy); a population whose every run
+(non-finite values included) and the later ones dropped (lab.experiment.results.tidy); a call whose every run
 has diverged or stopped ends there. `lab run` writes what it has, prints one line naming the step and the quantity
 and exits 3; `lab sweep` marks the cell (its part's metadata, its checkpoint's `diverged_at`) and goes on.
 """

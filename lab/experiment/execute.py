@@ -1,6 +1,6 @@
-"""One way to train a population, for `lab run`, `lab sweep` and the studies: pad, shard, loop over blocks.
+"""One way to train runs, for `lab run`, `lab sweep`, the studies and `lab.train_seeds`: pad, shard, loop over blocks.
 
-`run_population(trainer, keys, hparams)` initialises every run, then, once per evaluation, calls
+`train_runs(trainer, keys, hparams)` initialises every run, then, once per evaluation, calls
 the trainer's `checkpoint` (the evaluation) and `steps` (the `eval_every` optimizer steps after it)
 from the host, two programs compiled at once (`compile_block`): a progress bar advances between
 calls, no host callback sits inside a program, so JAX's persistent compilation cache can keep them
@@ -8,26 +8,26 @@ calls, no host callback sits inside a program, so JAX's persistent compilation c
 `block`. When early stopping (`train.stop_accuracy`) has frozen every run, the loop ends there: the
 remaining evaluations repeat the last one.
 
-The population is laid out in groups (`layout`). On a CPU each device trains one run at a time: a call
+The runs are laid out in groups (`layout`). On a CPU each device trains one run at a time: a call
 trains a group of one run a device, and the host calls the same compiled programs on every group in
-turn (dispatched without waiting, so the devices do not idle between them). A population of any size
-then compiles what a population of two compiles, and a device's run is traced as one run, not as a
+turn (dispatched without waiting, so the devices do not idle between them). Any number of runs
+then compiles what two runs compile, and a device's run is traced as one run, not as a
 batch of one (half the tracing time). With the unrolled training step (lab.core.agents) a vmap over a
 CPU device's runs is the slower layout: on a shared 2-core AMD EPYC (2026-12-06, bare steps) 8 seeds
 ran at 34.2k games/s one run a device at a time, 29.6k two at a time, 24.9k as one vmap of 4 a device.
 Against a `lax.map` over each device's runs inside one program, the default run's programs (8 seeds)
 compiled in 5.8-6.3 s instead of 8.0-8.3 s (cache off, the same machine and day; the groups, the
 tracing of one run and the init compiled with the other two at XLA level 0 together). On an
-accelerator a single call trains every run, the population padded to `size` runs (repeating the last;
-dropped from the result) so a smaller population reuses a bigger one's compiled call. A call's runs are
+accelerator a single call trains every run, padded to `size` runs (repeating the last;
+dropped from the result) so fewer runs reuse the compiled call of more. A call's runs are
 split over its devices (as many as it has runs), each device's share its own program (`jax.shard_map`).
 
-On a CPU, `lab.setup()` makes one JAX device per core (`split_cpu`), so the runs of a population
+On a CPU, `lab.setup()` makes one JAX device per core (`split_cpu`), so the runs
 train side by side, each core on its own share. With the unrolled step one seed alone already keeps
 both cores busy through XLA's threads (2-core AMD EPYC, 2026-12-06: one seed 33.0k games/s, two on two
 devices 33.7k in total); with the loop it did not (2-core Intel Xeon, 2026-12-03: 8 seeds 14.4k-18.1k
-games/s on two devices against 12.2k-12.6k on one). A run's numbers are those of the same run in a population
-of another size: equal to float rounding (1.5e-5 after 100 steps), as a change of `size` gives. Set
+games/s on two devices against 12.2k-12.6k on one). A run's numbers are those of the same run among another number
+of runs: equal to float rounding (1.5e-5 after 100 steps), as a change of `size` gives. Set
 `LAB_CPU_DEVICES=1` for one device; it does nothing when you have chosen the number yourself
 (`jax_num_cpu_devices`, `XLA_FLAGS=--xla_force_host_platform_device_count`), when JAX has already
 started, or when a GPU plugin is installed.
@@ -71,7 +71,7 @@ def setup() -> None:
     one CPU device per core (`split_cpu`) and the persistent compilation cache. Call it before JAX computes anything:
     XLA's flags and the devices are read when JAX starts. Calling it again does nothing more.
 
-    Randomness: the lab draws with threefry keys in their non-partitionable form: under vmap over a population of
+    Randomness: the lab draws with threefry keys in their non-partitionable form: under vmap over many
     keys the partitionable form (JAX's default) runs 30x slower on a CPU, and draws other numbers; the same seed gives
     the same numbers after `setup()`."""
     jax.config.update("jax_threefry_partitionable", False)
@@ -87,7 +87,7 @@ def init_options() -> dict | None:
 
 
 class Layout(NamedTuple):
-    """How a population of `n` runs trains: padded to `size` runs (repeating the last; dropped from the result), in
+    """How `n` runs train: padded to `size` runs (repeating the last; dropped from the result), in
     calls of `group` runs each, a call's runs split over the devices by `sharding` (None: one device)."""
 
     n: int
@@ -112,8 +112,8 @@ class Layout(NamedTuple):
 
 def layout(n: int, size: int | None = None, devices=None) -> Layout:
     """The runner's `Layout` of n runs over the local devices (or `devices`; module doc): on a CPU one run a device in
-    each call; on an accelerator every run in one call, padded to `size` runs when it is given (so a population
-    smaller than the others reuses their compiled call). A call uses as many devices as it has runs."""
+    each call; on an accelerator every run in one call, padded to `size` runs when it is given (so fewer
+    runs than the others reuse their compiled call). A call uses as many devices as it has runs."""
     devices = jax.local_devices() if devices is None else list(devices)
     if devices[0].platform == "cpu":
         devices = devices[:n]
@@ -125,8 +125,8 @@ def layout(n: int, size: int | None = None, devices=None) -> Layout:
         size = group = size + -size % len(devices)
     sharding = None
     if len(devices) > 1:
-        mesh = jax.sharding.Mesh(np.array(devices), ("population",))
-        sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("population"))
+        mesh = jax.sharding.Mesh(np.array(devices), ("runs",))
+        sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("runs"))
     return Layout(n, size, group, sharding)
 
 
@@ -193,7 +193,7 @@ def finite(tree) -> jax.Array:
 
 
 def block_programs(trainer: Trainer, sharding=None):
-    """`(checkpoint(state, keys), steps(state, keys, index, hparams))`: the population's evaluation and its optimizer
+    """`(checkpoint(state, keys), steps(state, keys, index, hparams))`: the runs' evaluation and their optimizer
     steps (`Trainer.checkpoint`, `.steps`) over seed keys (a `Layout`'s group of them: by_device), not jitted; the
     metrics (with whether the agents' parameters are finite: lab.experiment.divergence) and the step statistics
     `Packed`."""
@@ -243,7 +243,7 @@ def compile_run(trainer: Trainer, keys: jax.Array, hparams, agents=None, **jit_o
         return compiled_init.result(), checkpoint.result(), steps.result()
 
 
-def run_population(trainer: Trainer, keys: jax.Array, hparams, size: int | None = None, devices=None,
+def train_runs(trainer: Trainer, keys: jax.Array, hparams, size: int | None = None, devices=None,
                    on_block: Callable | None = None, agents: tuple | None = None):
     """Train every run of `keys [n]` / `hparams [n]`: `(final state, history)` as numpy, leading axis n.
 

@@ -1,4 +1,4 @@
-"""`lab run`: train a population for one config and write a run directory.
+"""`lab run`: train the runs (seeds) of one config and write a run directory.
 
 DIR/config.yaml       the resolved config
 DIR/metrics.parquet   tidy table: seed, step, split, metric, value (+ sender, receiver in a population)
@@ -24,7 +24,7 @@ from lab.core.trainer import Trainer, seed_keys
 from lab.experiment import checkpoint, divergence, results, sizes
 from lab.experiment.build import make_trainer
 from lab.experiment.config import Config, ConfigError, from_dict, read_yaml, to_dict
-from lab.experiment.execute import run_population, setup
+from lab.experiment.execute import train_runs, setup
 from lab.experiment.io import staged
 
 CONFIG_FILE = "config.yaml"
@@ -50,12 +50,12 @@ class Trained(NamedTuple):
 
 
 def train(config: Config, progress: bool = True, trainer: Trainer | None = None) -> Trained:
-    """The config's runs trained (lab.experiment.execute.run_population) into a tidy table."""
+    """The config's runs trained (lab.experiment.execute.train_runs) into a tidy table."""
     setup()
     trainer = trainer or make_trainer(config)
     bar, on_block = progress_bar(trainer.n_evals + 1, f"training {config.train.seeds} seeds", progress)
     try:
-        state, history = run_population(trainer, seed_keys(config), hparams_from_config(config, config.train.seeds),
+        state, history = train_runs(trainer, seed_keys(config), hparams_from_config(config, config.train.seeds),
                                         on_block=on_block)
     finally:
         bar.close()

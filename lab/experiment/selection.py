@@ -9,7 +9,7 @@ under the training distribution. The math is `lab.dro.minmax_select`; this modul
 snapshots and scores them:
 
     snapshots = Snapshots()
-    state, history = run_population(trainer, keys, hparams, on_block=snapshots)
+    state, history = train_runs(trainer, keys, hparams, on_block=snapshots)
     chosen = select(trainer, snapshots)        # per run: the snapshot picked, its step, its robust score
 
 The validation set is every train object weighted by the training distribution p (the lab's

@@ -1,8 +1,8 @@
-"""Fine-tuning a population from given pairs, and WARP's iterated merging (Ramé et al. 2024, Algorithm 1): the loops
+"""Fine-tuning runs from given pairs, and WARP's iterated merging (Ramé et al. 2024, Algorithm 1): the loops
 that train (the runner, lab.experiment.execute) around lab.merging's pure merges.
 
     for i in 1..I:
-        theta_m = theta_ema,m = theta_init,  m = 1..M       (M runs of one population, vmapped)
+        theta_m = theta_ema,m = theta_init,  m = 1..M       (M runs of one call)
         T REINFORCE steps on r - beta log(pi_m(y|x) / pi_ema,m(y|x)),  theta_ema,m <- (1 - mu) theta_ema,m + mu theta_m
         theta_slerp = SLERP(theta_init, {theta_m}, 1/M)    (lab.merging.weights.slerp_soup, per leaf)
         theta_init  <- (1 - eta) theta_init + eta theta_slerp   (LITI)
@@ -22,7 +22,7 @@ import numpy as np
 
 from lab.core.hparams import Hparams, hparams_from_config
 from lab.core.trainer import Trainer
-from lab.experiment.execute import run_population
+from lab.experiment.execute import train_runs
 from lab.merging.weights import Pair, as_population, liti, pairs_of, repeat, slerp_soup, unstack
 
 
@@ -35,7 +35,7 @@ def fine_tune(trainer: Trainer, keys: jax.Array, hparams: Hparams, start: Pair, 
     if (p.n_senders, p.n_receivers) != (1, 1):
         raise ValueError(f"trainer: fine_tune trains one pair per run; its population is "
                          f"{p.n_senders} senders x {p.n_receivers} receivers")
-    state, history = run_population(trainer, keys, hparams, on_block=on_block, agents=as_population(start))
+    state, history = train_runs(trainer, keys, hparams, on_block=on_block, agents=as_population(start))
     return pairs_of(state.senders, state.receivers), history
 
 

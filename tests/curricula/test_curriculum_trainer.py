@@ -30,7 +30,7 @@ def composed():
                                         "interventions.reset_every=15", "interventions.listener_max_steps=20",
                                         "curriculum.kind=bandit", "curriculum.step_size=0.2"])
     trainer = lab.make_trainer(config, objective=tilted())
-    state, history = lab.train_population(config, trainer)
+    state, history = lab.train_seeds(config, trainer)
     return config, trainer, jax.device_get(state), jax.device_get(history)
 
 
@@ -57,7 +57,7 @@ def test_a_curriculum_composes_with_dro_a_reset_control_and_a_population(compose
 def paced():
     config = lab.load(overrides=TINY + ["curriculum.kind=competence", "curriculum.initial=0.05", "curriculum.pace=0.75",
                                         "train.eval_every=10"])
-    _, history = lab.train_population(config)
+    _, history = lab.train_seeds(config)
     return config, jax.device_get(history)
 
 
@@ -75,7 +75,7 @@ def commented():
     config = lab.load(overrides=TINY + ["curriculum.kind=commentary", "curriculum.meta_every=5", "curriculum.meta_lr=0.05",
                                         "train.seeds=2"])
     hparams = with_values(hparams_from_config(config, 2), {"curriculum.drift": jnp.array([0.0, 1.0])})
-    _, history = lab.train_population(config, hparams=hparams)
+    _, history = lab.train_seeds(config, hparams=hparams)
     return jax.device_get(history)
 
 

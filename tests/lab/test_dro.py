@@ -19,7 +19,7 @@ from lab.core.hparams import hparams_from_config, with_values
 from lab.core.trainer import seed_keys
 from lab.experiment import selection
 from lab.experiment.build import make_trainer
-from lab.experiment.execute import run_population
+from lab.experiment.execute import train_runs
 
 TINY = ["game.n_attributes=2", "game.n_values=4", "agents.hidden_size=16", "agents.embedding_size=8",
         "agents.vocab_size=8", "agents.max_len=3", "train.batch_size=32", "train.seeds=2", "train.lr=0.01",
@@ -261,7 +261,7 @@ def composed():
     hp = with_values(hparams_from_config(cfg, 2), {"objective.tau": [0.01, 1.0]})
     snapshots = selection.Snapshots()
     init = jax.jit(jax.vmap(lambda k, h: trainer.init(trainer.run_keys(k)[0], h)))(keys, hp)
-    state, history = run_population(trainer, keys, hp, on_block=snapshots)
+    state, history = train_runs(trainer, keys, hp, on_block=snapshots)
     return cfg, trainer, jax.device_get(init), state, history, snapshots
 
 

@@ -1,4 +1,4 @@
-"""Training the cells of one compile group in one compiled call: their seeds and hparams stacked into a population."""
+"""Training the cells of one compile group in one compiled call: their seeds and hparams stacked into one set of runs."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from lab.core.hparams import concatenate, hparams_from_config
 from lab.core.trainer import seed_keys
 from lab.experiment import divergence, results
 from lab.experiment.build import make_trainer
-from lab.experiment.execute import run_population, setup
+from lab.experiment.execute import train_runs, setup
 from lab.experiment.sweep.plan import Plan, SweepCell
 
 
@@ -36,12 +36,12 @@ def cell_table(cell: SweepCell, history, steps: np.ndarray, keys: tuple[str, ...
 
 
 def train_cells(cells: list[SweepCell], keys: tuple[str, ...], size: int | None = None, on_block=None) -> list[CellResult]:
-    """Cells of one compile group in one compiled call: their seeds and hparams stacked into a population."""
+    """Cells of one compile group in one compiled call: their seeds and hparams stacked into one set of runs."""
     setup()  # a Ray task starts in a process of its own
     trainer = make_trainer(cells[0].config)  # the cells agree on every field the trainer reads
     run_keys = jnp.concatenate([seed_keys(c.config) for c in cells])  # [runs]
     hparams = concatenate([hparams_from_config(c.config, c.config.train.seeds) for c in cells])
-    state, history = run_population(trainer, run_keys, hparams, size, on_block=on_block)
+    state, history = train_runs(trainer, run_keys, hparams, size, on_block=on_block)
     out, start = [], 0
     for cell in cells:
         runs = slice(start, start + cell.config.train.seeds)
@@ -54,7 +54,7 @@ def train_cells(cells: list[SweepCell], keys: tuple[str, ...], size: int | None 
 
 
 def chunks(plan: Plan, todo: set[int], chunk: int = 0) -> list[tuple[list[SweepCell], int]]:
-    """(cells, padded population) per compiled call: each group's unfinished cells, `chunk` cells at most."""
+    """(cells, padded number of runs) per compiled call: each group's unfinished cells, `chunk` cells at most."""
     calls = []
     for members in plan.groups:
         cells = [plan.cells[i] for i in members if i in todo]

@@ -3,7 +3,7 @@
 Every scheduler of the `curriculum` section trains against the uniform baseline over a grid of
 Adam's learning rate x beta2 (x epsilon in full mode), several seeds each (Weber et al. 2023,
 ../shared/science/paper-details.md §1). One compiled call per scheduler trains its whole grid and
-every seed (lab.experiment.execute.run_population, the grid as continuous hparams); schedulers
+every seed (lab.experiment.execute.train_runs, the grid as continuous hparams); schedulers
 that differ only in continuous knobs (linear and sqrt competence; the commentary, drifting or
 shuffled) share their call. Every run of a seed starts from the same agents, so differences at
 one Adam setting are paired.
@@ -34,7 +34,7 @@ from lab.core.trainer import Trainer, seed_keys
 from lab.experiment import results
 from lab.experiment.build import make_trainer
 from lab.experiment.config import Config, load, to_dict
-from lab.experiment.execute import run_population
+from lab.experiment.execute import train_runs
 from lab.experiment.io import check_out, staged
 from lab.experiment.run import progress_bar
 from lab.report.studies import curriculum_figures as figures
@@ -124,7 +124,7 @@ def run_group(configs: dict[str, Config], names: list[str], cells: list[dict], a
     bar, on_block = progress_bar(trainer.n_evals + 1, f"{' + '.join(names)}: {len(keys)} runs", progress)
     start = time.perf_counter()
     try:
-        _, history = run_population(trainer, keys, hparams, on_block=on_block, agents=tiled)
+        _, history = train_runs(trainer, keys, hparams, on_block=on_block, agents=tiled)
     finally:
         bar.close()
     if progress:

@@ -34,7 +34,7 @@ from lab.core.trainer import seed_keys
 from lab.experiment import results, selection
 from lab.experiment.build import make_trainer
 from lab.experiment.config import Config, load, to_dict
-from lab.experiment.execute import run_population
+from lab.experiment.execute import train_runs
 from lab.experiment.io import check_out, staged
 from lab.experiment.run import progress_bar
 from lab.report.studies.common import Study
@@ -89,7 +89,7 @@ def run_objective(config: Config, knob: str | None, values: list, progress: bool
         advance(index)
 
     try:
-        _, history = run_population(trainer, keys, hp, on_block=on_block)
+        _, history = train_runs(trainer, keys, hp, on_block=on_block)
     finally:
         bar.close()
     run_values = np.repeat(np.asarray(values, object), len(seeds))

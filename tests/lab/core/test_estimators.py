@@ -56,7 +56,7 @@ def test_a_reward_of_ones_own_replaces_the_listeners():
     """A REINFORCE reward defined here (a constant): the batch reports it and the sender's baseline follows it."""
     cfg = lab.load(overrides=TINY + ["train.steps=20", "train.eval_every=10"])
     trainer = lab.make_trainer(cfg, estimator=estimators.reinforce(lambda ro, context: jnp.full(ro.log_rho.shape, -3.0)))
-    state, history = lab.train_population(cfg, trainer)
+    state, history = lab.train_seeds(cfg, trainer)
     np.testing.assert_allclose(history["batch"]["reward"][:, 1:], -3.0)
     np.testing.assert_allclose(history["batch"]["baseline"][:, 1:], -3.0, rtol=1e-5)
 
@@ -64,7 +64,7 @@ def test_a_reward_of_ones_own_replaces_the_listeners():
 def test_early_stopping_freezes_each_run_at_the_threshold():
     cfg = lab.load(overrides=TINY + ["train.steps=600", "train.eval_every=50", "train.stop_accuracy=0.6"])
     trainer = lab.make_trainer(cfg)
-    state, history = jax.device_get(lab.train_population(cfg, trainer))
+    state, history = jax.device_get(lab.train_seeds(cfg, trainer))
     accuracy, stopped = history["train"]["accuracy"], history["train"]["stopped"]
     for run in range(2):
         reached = np.flatnonzero(accuracy[run] >= 0.6)
@@ -75,10 +75,10 @@ def test_early_stopping_freezes_each_run_at_the_threshold():
         np.testing.assert_array_equal(accuracy[run, first:], accuracy[run, first])  # frozen: the same agents
         assert np.all(np.isnan(history["batch"]["loss"][run, first + 1:]))  # and no training after
     # the runner ends the loop once every run has stopped, with the same table
-    from lab.experiment.execute import run_population
+    from lab.experiment.execute import train_runs
 
     seen = []
-    loop_state, loop_history = run_population(trainer, lab.seed_keys(cfg), lab.hparams_from_config(cfg, 2),
+    loop_state, loop_history = train_runs(trainer, lab.seed_keys(cfg), lab.hparams_from_config(cfg, 2),
                                               on_block=lambda index, *_: seen.append(index))
     assert seen == list(range(trainer.n_evals + 1))
     np.testing.assert_allclose(loop_history["train"]["accuracy"], accuracy, atol=1e-6)

@@ -34,7 +34,7 @@ class Population(NamedTuple):
 
 
 def population(overrides, keep_compiled: bool = False) -> Population:
-    """`train_population`, or what it does while keeping the compiled function for more calls."""
+    """`train_seeds`, or what it does while keeping the compiled function for more calls."""
     cfg = lab.load(overrides=overrides)
     trainer = lab.make_trainer(cfg)
     run = jax.jit(jax.vmap(trainer.train))
@@ -156,13 +156,13 @@ def test_same_seed_same_config_same_numbers(short):
 
 @pytest.mark.parametrize("devices", [1, 2], ids=["one device", "two devices"])
 def test_the_runner_gives_the_numbers_of_the_pure_function(short, devices):
-    """lab.experiment.execute.run_population loops over the same block from the host (progress, cache), on a CPU in
+    """lab.experiment.execute.train_runs loops over the same block from the host (progress, cache), on a CPU in
     calls of one run a device (3 calls of one, or 2 calls of two with a padding run), with the same numbers."""
-    from lab.experiment.execute import run_population
+    from lab.experiment.execute import train_runs
 
     cfg, trainer, _, state, history = short
     seen = []
-    state_loop, history_loop = run_population(trainer, lab.seed_keys(cfg), lab.hparams_from_config(cfg, cfg.train.seeds),
+    state_loop, history_loop = train_runs(trainer, lab.seed_keys(cfg), lab.hparams_from_config(cfg, cfg.train.seeds),
                                               devices=jax.local_devices()[:devices],
                                               on_block=lambda index, *_: seen.append(index))
     assert seen == list(range(trainer.n_evals + 1))

@@ -155,7 +155,7 @@ def test_probe_test_accuracy_is_that_probes_accuracy_on_the_greedy_messages():
     config = lab.load(overrides=TINY)
     trainer = lab.make_trainer(config)
     keys = lab.seed_keys(config)
-    state, _ = lab.train_population(config, trainer)
+    state, _ = lab.train_seeds(config, trainer)
     senders = jax.device_get(state.senders)  # [2 seeds, 1, ...]
     rows = co.probe_table(config, {"baseline": senders, "again": senders})
     probe = rows.set_index(["condition", "seed", "split", "metric"])["value"]
