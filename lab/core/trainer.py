@@ -2,7 +2,7 @@
 
 The whole run is one function: `lax.scan` over evaluation blocks, each an evaluation of every
 split followed by `eval_every` optimizer steps. The runner (lab.experiment.execute, behind `lab run`,
-sweeps, studies and `lab.train_seeds`) calls its two halves, `checkpoint` and `steps`, from the host
+sweeps, studies and `lab.train_seeds`) calls its two halves, `evaluation` and `steps`, from the host
 as two compiled programs, for progress, divergence checks and a quicker compile; `trainer.train` composes
 the same two for whoever wants one pure function (`jax.jit(jax.vmap(trainer.train))(keys, hparams)`).
 
@@ -305,7 +305,7 @@ class Trainer:
         state, flats = jax.lax.scan(packed, state, (jax.random.split(key, every), steps))
         return state, ravel.unravel(jnp.mean(flats, axis=0))
 
-    def checkpoint(self, state: TrainState, key: jax.Array) -> tuple[TrainState, dict]:
+    def evaluation(self, state: TrainState, key: jax.Array) -> tuple[TrainState, dict]:
         """The evaluation before a block: `(state, metrics)`, with early stopping decided (`train.stop_accuracy`).
 
         `key` is the run key; the same messages at every evaluation, so they compare over time.
@@ -331,20 +331,20 @@ class Trainer:
     def train(self, key: jax.Array, hparams: Hparams, agents: tuple | None = None):
         """One run: `(final TrainState, history)`, `history[split][metric]: [n_evals + 1, ...]` (step 0 first).
 
-        What the runner (lab.experiment.execute) computes from the host, as one pure function: `checkpoint` then
-        `steps` for each block, and a last `checkpoint`. `history["batch"]` holds the step statistics of the block
+        What the runner (lab.experiment.execute) computes from the host, as one pure function: `evaluation` then
+        `steps` for each block, and a last `evaluation`. `history["batch"]` holds the step statistics of the block
         before each evaluation (NaN at step 0). `agents`: as in `init`.
         """
         key_init, key_run, _ = self.run_keys(key)
         state = self.init(key_init, hparams, agents)
 
         def block(state, index):
-            state, metrics = self.checkpoint(state, key_run)
+            state, metrics = self.evaluation(state, key_run)
             state, batch = self.steps(state, key_run, index, hparams)
             return state, {**metrics, "batch": batch}
 
         state, history = jax.lax.scan(block, state, jnp.arange(self.n_evals))
-        state, last = self.checkpoint(state, key_run)
+        state, last = self.evaluation(state, key_run)
         last["batch"] = jax.tree.map(lambda v: jnp.full_like(v[0], jnp.nan), history["batch"])  # no steps after it
         history = jax.tree.map(lambda blocks, after: jnp.concatenate([blocks, after[None]]), history, last)
         return state, shift_batch(history)

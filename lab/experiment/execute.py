@@ -1,7 +1,7 @@
 """One way to train runs, for `lab run`, `lab sweep`, the studies and `lab.train_seeds`: pad, shard, loop over blocks.
 
 `train_runs(trainer, keys, hparams)` initialises every run, then, once per evaluation, calls
-the trainer's `checkpoint` (the evaluation) and `steps` (the `eval_every` optimizer steps after it)
+the trainer's `evaluation` and `steps` (the `eval_every` optimizer steps after it)
 from the host, two programs compiled at once (`compile_block`): a progress bar advances between
 calls, no host callback sits inside a program, so JAX's persistent compilation cache can keep them
 (lab.experiment.cache). The numbers are those of `jit(vmap(trainer.train))`, which scans the same
@@ -193,15 +193,15 @@ def finite(tree) -> jax.Array:
 
 
 def block_programs(trainer: Trainer, sharding=None):
-    """`(checkpoint(state, keys), steps(state, keys, index, hparams))`: the runs' evaluation and their optimizer
-    steps (`Trainer.checkpoint`, `.steps`) over seed keys (a `Layout`'s group of them: by_device), not jitted; the
+    """`(evaluation(state, keys), steps(state, keys, index, hparams))`: the runs' evaluation and their optimizer
+    steps (`Trainer.evaluation`, `.steps`) over seed keys (a `Layout`'s group of them: by_device), not jitted; the
     metrics (with whether the agents' parameters are finite: lab.experiment.divergence) and the step statistics
     `Packed`."""
     run = lambda key: trainer.run_keys(key)[1]  # noqa: E731
     packed = lambda state, stats: (state, Packed.of(stats))  # noqa: E731
 
     def evaluation(state, key):
-        state, metrics = trainer.checkpoint(state, run(key))
+        state, metrics = trainer.evaluation(state, run(key))
         return packed(state, (metrics, {"senders": finite(state.senders), "receivers": finite(state.receivers)}))
 
     evaluate = by_device(evaluation, sharding)
@@ -216,21 +216,21 @@ def compile_block(trainer: Trainer, state, keys: jax.Array, hparams, **jit_optio
     compile at once, and each is smaller than the two in one program. Lowered through `cache.lower`: a trainer made
     from its config alone is traced once, not once per process. `state` may be abstract (`jax.eval_shape`)."""
     with ThreadPoolExecutor(2) as pool:
-        checkpoint, steps = submit_block(pool, trainer, state, keys, hparams, **jit_options)
-        return checkpoint.result(), steps.result()
+        evaluation, steps = submit_block(pool, trainer, state, keys, hparams, **jit_options)
+        return evaluation.result(), steps.result()
 
 
 def submit_block(pool: ThreadPoolExecutor, trainer: Trainer, state, keys, hparams, **jit_options):
     """compile_block's two programs lowered, their compiles submitted to `pool`: two futures."""
-    checkpoint, steps = block_programs(trainer, jit_options.get("out_shardings"))
+    evaluation, steps = block_programs(trainer, jit_options.get("out_shardings"))
     lower = functools.partial(cache.lower, fingerprint=trainer.fingerprint, donate_argnums=(0,), **jit_options)
     steps = pool.submit(lower(steps, (state, keys, jnp.int32(0), hparams)).compile)
-    return pool.submit(lower(checkpoint, (state, keys)).compile), steps
+    return pool.submit(lower(evaluation, (state, keys)).compile), steps
 
 
 @cache.paused_gc()
 def compile_run(trainer: Trainer, keys: jax.Array, hparams, agents=None, **jit_options):
-    """`(init(keys, hparams, agents), checkpoint, steps)` for a `Layout`'s group of runs: the runs' fresh states
+    """`(init(keys, hparams, agents), evaluation, steps)` for a `Layout`'s group of runs: the runs' fresh states
     (by_device) and compile_block's two programs, the three compiled at once. The init is lowered first: the states'
     shapes are those of its outputs (the init traced once, not once more by `jax.eval_shape`)."""
     sharding = jit_options.get("out_shardings")
@@ -239,8 +239,8 @@ def compile_run(trainer: Trainer, keys: jax.Array, hparams, agents=None, **jit_o
         init = cache.lower(init, (keys, hparams, agents), trainer.fingerprint, **jit_options)
         compiled_init = pool.submit(init.compile, init_options())
         state = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), init.out_info)
-        checkpoint, steps = submit_block(pool, trainer, state, keys, hparams, **jit_options)
-        return compiled_init.result(), checkpoint.result(), steps.result()
+        evaluation, steps = submit_block(pool, trainer, state, keys, hparams, **jit_options)
+        return compiled_init.result(), evaluation.result(), steps.result()
 
 
 def train_runs(trainer: Trainer, keys: jax.Array, hparams, size: int | None = None, devices=None,
@@ -255,12 +255,12 @@ def train_runs(trainer: Trainer, keys: jax.Array, hparams, size: int | None = No
     lay = layout(keys.shape[0], size, devices)
     keys, hparams, agents = lay.groups(keys), lay.groups(hparams), lay.groups(agents)
     out = {} if lay.sharding is None else dict(out_shardings=lay.sharding)
-    init, checkpoint, steps = compile_run(trainer, keys[0], hparams[0], agents[0], **out)
+    init, evaluation, steps = compile_run(trainer, keys[0], hparams[0], agents[0], **out)
     states = [init(*group) for group in zip(keys, hparams, agents)]
     history, stop = [], trainer.config.train.stop_accuracy > 0
     divergence, batch_before = Tracker(lay.size), None
     for index in range(trainer.n_evals + 1):
-        states, metrics = zip(*(checkpoint(state, key) for state, key in zip(states, keys)))
+        states, metrics = zip(*(evaluation(state, key) for state, key in zip(states, keys)))
         stopped = np.zeros(lay.size, bool)
         if stop and index < trainer.n_evals:
             stopped = np.concatenate(jax.device_get([s.stopped for s in states]))
