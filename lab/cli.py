@@ -99,7 +99,7 @@ def cmd_study(args) -> None:
 
     study = run_study(args.name, args.out, preset=args.preset, small=args.small, overwrite=args.overwrite,
                       progress=not args.quiet, overrides=args.overrides)
-    written = ", ".join(sorted(p.name for p in Path(args.out).iterdir() if p.is_file()))
+    written = ", ".join(sorted(p.name for p in Path(args.out).iterdir() if p.is_file() and not p.name.startswith(".")))
     print(f"wrote {args.out}/ ({written}); trained in {study.seconds:.0f} s")
     means = study.summary[[c for c in study.summary.columns if c.endswith(" mean")]]
     print(means.rename(columns=lambda c: c[: -len(" mean")]).T.to_string(float_format=lambda v: f"{v:.3f}"))
