@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+import games
 from games.fields import ConfigError
 from games.objects import n_possible
 
@@ -74,12 +75,12 @@ def estimate(config, runs: int, parallel: int | None = None) -> Estimate:
     parallel = parallel_runs(runs) if parallel is None else parallel
     n = g.n_total
     K, V, H, E, L, S = g.n_attributes, g.n_values, a.hidden_size, a.embedding_size, a.max_len, a.vocab_size
-    candidates = g.n_distractors + 1 if g.kind == "discrimination" else 1
+    candidates = games.make_game(g.kind, K, V, a.vocab_size, a.max_len, g.n_distractors, g.hard_negatives).n_candidates
     pairs = p.n_senders * p.n_receivers
     # one object at one message position: both agents' hidden states and gates, the sender's log-probabilities and
     # symbols, the receiver's reading (K x V) or its candidates (K=5, V=10, n=80000 train objects, one seed: 1.7 GiB
     # measured above the default config's peak, 1.5 GiB estimated)
-    per_position = 6 * H + 3 * S + 2 * K * V * (g.kind == "reconstruction") + candidates * H
+    per_position = 6 * H + 3 * S + 2 * K * V + candidates * H
     largest_split = max(g.n_train, n - g.n_train if g.split != "none" else 0)
     m = min(largest_split, t.eval_size)
     listed = n_possible(K, V) if g.n_objects == 0 else 2 * n  # all V^K listed, or sampled codes
