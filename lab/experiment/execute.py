@@ -270,8 +270,8 @@ def train_runs(trainer: Trainer, keys: jax.Array, hparams, size: int | None = No
         else:  # after the last evaluation, or every run frozen: no steps, and no step statistics
             template = steps.out_info[1]
             batch = [Packed(np.full(template.vector.shape, np.nan, np.float32), template.spec)] * len(states)
-        evaluation, batch = lay.join(list(zip(metrics, batch)))
-        (metrics, finite_agents), batch = evaluation.unpack(), batch.unpack()
+        measured, batch = lay.join(list(zip(metrics, batch)))
+        (metrics, finite_agents), batch = measured.unpack(), batch.unpack()
         divergence.update(index * trainer.config.train.eval_every, batch_before, finite_agents, metrics)
         history.append(dict(metrics, batch=batch))
         batch_before = batch

@@ -1,4 +1,4 @@
-"""`import lab` splits the CPU into one device per core; the runner lays a population over as many as it has runs."""
+"""`lab.setup()` splits the CPU into one device per core; the runner lays a population over as many as it has runs."""
 
 import os
 import subprocess
@@ -7,6 +7,7 @@ import sys
 LAYOUT = """
 import jax, jax.numpy as jnp, lab
 from lab.experiment.execute import layout
+lab.setup()
 print(jax.device_count())
 for n in (1, 2, 5, 13, 25):
     lay = layout(n, size=32)  # size: for an accelerator only
@@ -21,6 +22,7 @@ for n in (1, 2, 5, 13, 25):
 GROUPS = """
 import jax, jax.numpy as jnp, numpy as np, lab
 from lab.experiment.execute import by_device, layout
+lab.setup()
 one = lambda key, h, shared: (jax.random.uniform(key, (3,)) * h + shared, h * 2.0)
 keys, h = jax.vmap(jax.random.key)(jnp.arange(17)), jnp.arange(17.0)
 lay = layout(17)
@@ -91,3 +93,20 @@ def test_packed_outputs_unpack_to_the_same_tree_bit_for_bit():
     for got, want in zip(jax.tree.leaves(out), jax.tree.leaves(runs)):
         assert got.dtype == want.dtype and got.shape == want.shape
         np.testing.assert_array_equal(np.ascontiguousarray(got).view(np.uint8), np.asarray(want).view(np.uint8))
+
+
+def test_the_python_api_gives_the_numbers_of_lab_run():
+    """`lab.train_seeds` is the runner `lab run` trains with: the same table, bit for bit (issue 33, one path)."""
+    import numpy as np
+    import pandas as pd
+
+    import lab
+    from lab.experiment import results
+    from lab.experiment.run import train
+
+    cfg = lab.load(overrides=["game.n_attributes=2", "game.n_values=3", "agents.hidden_size=16", "train.batch_size=32",
+                              "train.steps=20", "train.eval_every=10", "train.seeds=2"])
+    trainer = lab.make_trainer(cfg)
+    _, history = lab.train_seeds(cfg, trainer)
+    table = results.tidy(history, trainer.eval_steps, np.arange(cfg.train.seeds))
+    pd.testing.assert_frame_equal(table, train(cfg, progress=False).table, check_exact=True)

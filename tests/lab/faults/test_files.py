@@ -232,12 +232,12 @@ def test_report_of_a_table_that_is_not_a_run_is_one_line(table, tmp_path, capsys
     one_line_exit_2(["report", run], capsys, "metrics.parquet")
 
 
-IMPORT = "import lab, jax; print('cache:', jax.config.jax_compilation_cache_dir)"
+IMPORT = "import lab, jax; lab.setup(); print('cache:', jax.config.jax_compilation_cache_dir)"
 
 
 @pytest.mark.parametrize("where", ["a file", "below a file"])
 def test_a_cache_folder_that_cannot_be_written_is_a_warning(where, tmp_path):
-    """`LAB_CACHE` pointing at a file or an unwritable place was a traceback at `import lab`."""
+    """`LAB_CACHE` pointing at a file or an unwritable place was a traceback at `import lab` (now `lab.setup()`)."""
     (tmp_path / "file").write_text("x")
     folder = tmp_path / "file" if where == "a file" else tmp_path / "file" / "cache"
     done = subprocess.run([sys.executable, "-c", IMPORT], capture_output=True, text=True, timeout=300,
