@@ -358,13 +358,18 @@ def test_study_is_registered_and_its_population_is_as_described():
     from lab.report.studies import merging as study
 
     assert STUDIES["merging"] is study.merging
-    for small in (True, False):
-        configs = study.study_configs(small)
+    from lab.experiment.grid import compile_groups, Cell
+
+    for preset in ("small", "full"):
+        configs = study.STUDY.configs(preset)
         tune = configs["fine-tune"]
         assert tune.merge.topsim_weight > 0 and configs["pretrain"].merge.topsim_weight == 0  # the term compiled in once
-        runs, hp = study.population(tune, 2, 3)
-        assert len(runs) == 2 * (3 + 2) and hp["train"]["lr"].shape == (len(runs),)
+        assert configs["pretrain"].train.seeds == study.SIZES[preset]["ancestors"]
+        runs, tuned = study.population(tune, 2, 3)
+        assert len(runs) == len(tuned) == 2 * (3 + 2)
         length, structure = runs["kind"] == "length", runs["kind"] == "structure"
-        np.testing.assert_array_equal(np.asarray(hp["train"]["length_cost"]) > 0, length)
-        np.testing.assert_array_equal(np.asarray(hp["merge"]["topsim_weight"]) > 0, structure)
+        np.testing.assert_array_equal([c.train.length_cost > 0 for c in tuned], length)
+        np.testing.assert_array_equal([c.merge.topsim_weight > 0 for c in tuned], structure)
         assert runs[runs["kind"] == "diwa"]["lr"].nunique() > 1  # DiWA varies its hyperparameters
+        assert len({c.train.seed for c in tuned}) == len(tuned)  # every fine-tuning its own seed
+        assert len(compile_groups([Cell({}, c) for c in tuned])) == 1  # they differ in continuous fields only: one call

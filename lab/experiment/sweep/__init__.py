@@ -2,7 +2,8 @@
 
 from lab.experiment.sweep.backends import run_sweep
 from lab.experiment.sweep.calls import CellResult, chunks, train_cells
-from lab.experiment.sweep.plan import Plan, SweepCell, digest, load_plan, make_plan, read_sweep, static_key
+from lab.experiment.grid import static_key
+from lab.experiment.sweep.plan import Plan, SweepCell, digest, load_plan, make_plan, read_sweep
 from lab.experiment.sweep.store import (
     CELLS_DIR,
     MANIFEST,

@@ -52,13 +52,11 @@ from typing import Any
 
 import numpy as np
 
-from lab.core.hparams import continuous_keys
 from games.fields import shown
 from lab.experiment.config import SECTIONS, Config, ConfigError, from_dict, read_yaml_file, to_dict
+from lab.experiment.grid import Cell, flat, static_key
 
 SWEEP_KEYS = ("base", "grid", "configs", "seeds")
-# which runs a cell holds, not how they run: cells differing only here share a compile group
-SEED_FIELDS = frozenset({"train.seed", "train.seeds"})
 
 
 @dataclass(frozen=True, eq=False)
@@ -83,6 +81,10 @@ class SweepCell:
     def digest(self) -> str:
         """sha256 of the resolved config: what the cell's stored part and checkpoint were trained from."""
         return digest(to_dict(self.config))
+
+    def cell(self, keys: tuple[str, ...]) -> Cell:
+        """This cell for the grid runner (lab.experiment.grid), labelled `cell` and its value of each swept key."""
+        return Cell({"cell": self.index, **{key: self.values[key] for key in keys}}, self.config)
 
 
 @dataclass(frozen=True, eq=False)
@@ -110,7 +112,7 @@ class Plan:
             lines.append("swept: " + ", ".join(counts))
         for g, members in enumerate(self.groups[:max_groups]):
             first = self.cells[members[0]]
-            label = " ".join(f"{k}={_flat(first.config)[k]}" for k in self.group_fields)
+            label = " ".join(f"{k}={flat(first.config)[k]}" for k in self.group_fields)
             runs = sum(self.cells[i].config.train.seeds for i in members)
             finished = sum(i in done for i in members)
             status = "" if not done else f"  [{finished}/{len(members)} finished]"
@@ -124,16 +126,6 @@ class Plan:
 
 def _fields(section: str) -> list[str]:
     return [f.name for f in dataclasses.fields(getattr(Config(), section))]
-
-
-def _flat(config: Config) -> dict[str, Any]:
-    return {f"{s}.{k}": v for s, fields in to_dict(config).items() for k, v in fields.items()}
-
-
-def static_key(config: Config) -> str:
-    """What must agree for two configs to share one compiled call: all but continuous and seed fields."""
-    static = {k: v for k, v in _flat(config).items() if k not in continuous_keys(config) | SEED_FIELDS}
-    return json.dumps(static, sort_keys=True, default=str)
 
 
 def _check_key(key: str, where: str) -> None:
@@ -150,16 +142,16 @@ def _dotted(tree: Any, where: str) -> dict[str, Any]:
         return {}
     if not isinstance(tree, dict):
         raise ConfigError(f"{where}: expected a mapping of config fields, got {shown(tree)}")
-    flat = {}
+    dotted = {}
     for key, value in tree.items():
         key = str(key)
         if key in SECTIONS and (isinstance(value, dict) or value is None):
-            flat.update({f"{key}.{name}": v for name, v in (value or {}).items()})
+            dotted.update({f"{key}.{name}": v for name, v in (value or {}).items()})
         else:
-            flat[key] = value
-    for key in flat:
+            dotted[key] = value
+    for key in dotted:
         _check_key(key, where)
-    return flat
+    return dotted
 
 
 def _config(dotted: dict[str, Any], where: str) -> Config:
@@ -236,8 +228,8 @@ def make_plan(spec: Any, source: str = "<dict>") -> Plan:
                 raise ConfigError(f"cells {seen[resolved]} and {index} have the same config "
                                   f"({_describe_values(overrides)}); remove the duplicate")
             seen[resolved] = index
-            flat = _flat(config)
-            cells.append((config, {k: flat[k] for k in keys}))
+            fields = flat(config)
+            cells.append((config, {k: fields[k] for k in keys}))
 
     group_of: dict[str, int] = {}
     members: list[list[int]] = []

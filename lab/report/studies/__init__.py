@@ -1,6 +1,7 @@
 """Studies: several conditions x seeds, one tidy table, figures and a verdict computed from the numbers.
 
-`lab study NAME --out DIR [--small | --preset NAME]`; each study is a module here with one entry function, listed in STUDIES.
+`lab study NAME --out DIR [--small | --preset NAME]`; each study is a module here declaring its conditions, claims and
+outputs (lab.report.studies.common.Declaration) with one entry function, listed in STUDIES.
 """
 
 from __future__ import annotations
@@ -11,22 +12,17 @@ from typing import Callable
 from lab.experiment.config import ConfigError
 from lab.experiment.execute import setup
 from lab.report.studies import coadaptation, curriculum_adam, dro, merging
-from lab.report.studies.common import Study
+from lab.report.studies.common import Declaration, Study
 
+DECLARATIONS: dict[str, Declaration] = {module.STUDY.name: module.STUDY for module in (coadaptation, curriculum_adam, dro, merging)}
 STUDIES: dict[str, Callable[..., Study]] = {"coadaptation": coadaptation.coadaptation, "curriculum-adam": curriculum_adam.curriculum_adam,
                                             "dro": dro.dro, "merging": merging.merging}
-
-
-PRESETS: dict[str, tuple[str, ...]] = {"coadaptation": tuple(coadaptation.PRESETS)}  # studies with named presets
+PRESETS: dict[str, tuple[str, ...]] = {name: tuple(spec.presets) for name, spec in DECLARATIONS.items()}
 
 
 def run_study(name: str, out: str | Path, preset: str | None = None, **kwargs) -> Study:
     setup()
     if name not in STUDIES:
         raise ConfigError(f"unknown study {name!r}; allowed: {', '.join(STUDIES)}")
-    if preset is not None:
-        allowed = PRESETS.get(name, ())
-        if preset not in allowed:
-            raise ConfigError(f"study {name!r} has no preset {preset!r}; allowed: {', '.join(allowed) or 'none (use --small)'}")
-        kwargs["preset"] = preset
-    return STUDIES[name](out, **kwargs)
+    DECLARATIONS[name].preset(kwargs.get("small", False), preset)  # a bad preset is refused before anything trains
+    return STUDIES[name](out, preset=preset, **kwargs)

@@ -12,10 +12,9 @@ judged from the numbers the way the paper measures it.
 3. ... and more compositional: the same paired differences of topsim, on the train and on the test objects.
 
 Each claim is decided by the rule of lab.report.studies.common (RULE): the mean paired difference,
-its standard error over seeds, reproduced at >= 2 SE in the claimed direction, not reproduced when
-effect + 2 SE stays below the smallest effect that matters (MARGINS), else inconclusive; always
-inconclusive under 5 seeds. The seeds of a condition train as one vmapped compiled call; the probes
-of every condition and seed are one more.
+its standard error over seeds, its 95% interval against 0 and the margin that matters (MARGINS), and
+the minimum detectable effect at the seeds used. The conditions train through the grid runner
+(lab.experiment.grid); the probes of every condition and seed are one more compiled call.
 
 Presets (PRESETS): `small` (5 seeds, 1000 steps: 9 min on 2 busy CPU cores), `full` (the default:
 the paper's 6 seeds, 3000 steps: 22 min there), `paper` (the world, channel, agents and optimiser of the
@@ -32,25 +31,23 @@ DIR/configs/*.yaml    the resolved config of each condition
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
-import yaml
 
 from lab import analysis
 from lab.core.hparams import hparams_from_config
 from lab.core.spec import Spec
 from lab.core.trainer import Trainer, seed_keys
-from lab.experiment import divergence, results
-from lab.experiment.config import Config, ConfigError, load, to_dict
-from lab.experiment.io import check_out, staged
-from lab.experiment.run import seeds_of, train
+from lab.experiment import results
+from lab.experiment.config import Config
+from lab.experiment.grid import Grid
+from lab.experiment.run import seeds_of
 from lab.report import plots
-from lab.report.studies.common import MIN_SEEDS, NOT_REPRODUCED, REPRODUCED, RULE, RULE_SE, Study, judge
+from lab.report.studies.common import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Claim, Declaration, Result, run
 
 # K=4 attributes x V=4 values, 80/20 compositional split: 205 train objects, 51 test (unseen combinations).
 WORLD = ["game.kind=reconstruction", "game.n_attributes=4", "game.n_values=4", "game.split=compositional",
@@ -79,30 +76,16 @@ TERMS = ("loss", "l_info", "l_adapt")
 LANGUAGE = ("topsim", "posdis", "bosdis")
 PROBE = ("accuracy", "loss")  # per split; and the probe's fitting steps, on the train split it is fitted to
 MARGINS = {"nats": 0.1, "accuracy": 0.05, "topsim": 0.05}  # the smallest effect that matters, per kind of measure
-CLAIMS = {
-    1: "the generalization gap is carried by co-adaptation (L_adapt) more than by information (L_info)",
-    2: "controlling co-adaptation makes the language generalize better",
-    3: "controlling co-adaptation makes the language more compositional",
-}
-MEASURES = {  # claim -> (per-seed column, its words, kind of measure)
-    1: [("gap l_adapt - gap l_info", "the gap in L_adapt minus the gap in L_info", "nats")],
-    2: [("probe test accuracy", "test accuracy of a probe listener fitted on the train objects' messages", "accuracy"),
-        ("test accuracy", "the pair's own test accuracy", "accuracy")],
-    3: [("train topsim", "topsim on the train objects", "topsim"), ("test topsim", "topsim on the test objects", "topsim")],
-}
-
-
-def preset_of(small: bool, preset: str | None) -> str:
-    if preset is not None and preset not in PRESETS:
-        raise ConfigError(f"unknown preset {preset!r} for the coadaptation study; allowed: {', '.join(PRESETS)}")
-    if small and preset not in (None, "small"):
-        raise ConfigError(f"--small and --preset {preset} disagree; give one of them")
-    return preset or ("small" if small else "full")
-
-
-def study_configs(preset: str, overrides: list[str] = ()) -> dict[str, Config]:
-    """The validated config of every condition; `overrides` apply to all of them."""
-    return {name: load(overrides=PRESETS[preset] + extra + list(overrides)) for name, extra in CONDITIONS.items()}
+CLAIMS = (
+    Claim("1", "the generalization gap is carried by co-adaptation (L_adapt) more than by information (L_info)",
+          "gap l_adapt - gap l_info", MARGINS["nats"], conditions=(BASELINE,), baseline=None, unit=" nats"),
+    Claim("2", "controlling co-adaptation makes the language generalize better: test accuracy of a probe listener "
+          "fitted on the train objects' messages", "probe test accuracy", MARGINS["accuracy"]),
+    Claim("2 (pair)", "... by the pair's own test accuracy", "test accuracy", MARGINS["accuracy"]),
+    Claim("3", "controlling co-adaptation makes the language more compositional: topsim on the train objects",
+          "train topsim", MARGINS["topsim"]),
+    Claim("3 (test)", "... topsim on the test objects", "test topsim", MARGINS["topsim"]),
+)
 
 
 def probe_table(config: Config, senders: dict[str, object]) -> pd.DataFrame:
@@ -151,40 +134,6 @@ def per_seed(table: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(["condition", "seed"]).reset_index(drop=True).astype({"condition": str})
 
 
-def summarize(seeds: pd.DataFrame) -> pd.DataFrame:
-    """Mean and standard error over seeds of every `per_seed` column, one row per condition, in the table's order."""
-    order = list(dict.fromkeys(seeds["condition"]))
-    grouped = seeds.drop(columns="seed").groupby("condition", sort=False)
-    stats = pd.concat({"mean": grouped.mean(), "se": grouped.sem(ddof=1)}, axis=1).reindex(order)
-    stats.columns = [f"{name} {stat}" for stat, name in stats.columns]
-    stats = stats[[f"{name} {stat}" for name in seeds.columns[2:] for stat in ("mean", "se")]]
-    stats.insert(0, "seeds", seeds.groupby("condition", sort=False)["seed"].count().reindex(order))
-    return stats
-
-
-def claims(seeds: pd.DataFrame, baseline: str = BASELINE) -> pd.DataFrame:
-    """Every claim judged by RULE: one row per (claim, condition, measure) with its effect, SE, seeds and call.
-
-    Claim 1 judges the baseline's own per-seed values; claims 2 and 3 the paired differences
-    control - baseline of every other condition, seed by seed.
-    """
-    by = seeds.set_index(["condition", "seed"])
-    base = by.loc[baseline]
-    rows = []
-    for claim, measures in MEASURES.items():
-        for column, words, kind in measures:
-            compared = [baseline] if claim == 1 else [c for c in dict.fromkeys(seeds["condition"]) if c != baseline]
-            for condition in compared:
-                values = by.loc[condition][column]
-                common = values.index.intersection(base.index)
-                d = values[common] if claim == 1 else values[common] - base[column][common]
-                j = judge(d.to_numpy(), MARGINS[kind])
-                rows.append(dict(claim=claim, condition=condition, measure=column, words=words, baseline=base[column].mean(),
-                                 value=values.mean(), effect=j.effect, se=j.se, seeds=j.seeds, margin=MARGINS[kind],
-                                 call=j.call))
-    return pd.DataFrame(rows)
-
-
 def _up(text: str) -> str:
     return text[:1].upper() + text[1:]
 
@@ -197,40 +146,6 @@ def undertrained(seeds: pd.DataFrame, baseline: str = BASELINE) -> dict[str, flo
 
 def _share(part: float, whole: float) -> str:
     return f"{100 * part / whole:.0f}%" if abs(whole) > 1e-9 else "n/a"
-
-
-def _effect(row: pd.Series, unit: str = "") -> str:
-    small = f", though below the {row['margin']:g} margin" if row["call"] == REPRODUCED and row["effect"] < row["margin"] else ""
-    return f"{row['effect']:+.2f} ± {row['se']:.2f}{unit} over {row['seeds']} seeds: {row['call']}{small}"
-
-
-def verdict(seeds: pd.DataFrame, judged: pd.DataFrame | None = None, baseline: str = BASELINE) -> str:
-    """One paragraph per claim, every number read off `seeds` (per_seed) and `judged` (claims), then the rule."""
-    judged = claims(seeds, baseline) if judged is None else judged
-    b = seeds[seeds["condition"] == baseline].mean(numeric_only=True)
-    gap, d_info, d_adapt = b["gap loss"], b["gap l_info"], b["gap l_adapt"]
-    one = judged[judged["claim"] == 1].iloc[0]
-    fewer = "; L_info is lower on test partly because the test split has fewer objects to confuse" if d_info < 0 else ""
-    text = [f"Claim 1, {CLAIMS[1]}: {one['call']}. For the {baseline}, the gap is {gap:.2f} nats ({b['test loss']:.2f} on "
-            f"test vs {b['train loss']:.2f} on train); L_adapt carries {d_adapt:.2f} nats of it ({_share(d_adapt, gap)}), "
-            f"L_info {d_info:.2f} ({_share(d_info, gap)}{fewer}); {one['words']}: {_effect(one, ' nats')}."]
-    for claim in (2, 3):
-        parts = []
-        for column, words, _ in MEASURES[claim]:
-            rows = judged[(judged["claim"] == claim) & (judged["measure"] == column)]
-            each = "; ".join(f"{r['condition']} {r['value']:.2f} ({_effect(r)})" for _, r in rows.iterrows())
-            parts.append(f"{_up(words)} ({baseline} {rows['baseline'].iloc[0]:.2f}): {each}")
-        text.append(f"Claim {claim}, {CLAIMS[claim]}. " + ". ".join(parts) + ".")
-    behind = undertrained(seeds, baseline)
-    if behind:
-        fits = ", ".join(f"{value:.2f} ({name})" for name, value in behind.items())
-        text.append(f"Caution: at this length of training the language of {' and '.join(behind)} is learned less far "
-                    f"than the {baseline}'s: a probe listener gets {fits} of the train objects right, against "
-                    f"{b['probe train accuracy']:.2f} for the {baseline}; their test numbers mix generalization with "
-                    f"under-training.")
-    margins = ", ".join(f"{v:g} {'nats' if k == 'nats' else k}" for k, v in MARGINS.items())
-    text.append(f"(Differences are control minus {baseline}, seed by seed. Rule: {RULE}. Margins: {margins}.)")
-    return "\n\n".join(text)
 
 
 QUESTIONS = {  # each claim as a linguist would ask it
@@ -257,8 +172,8 @@ def _answer(row: pd.Series) -> str:
     if row["call"] == REPRODUCED:
         return "yes" if row["effect"] >= row["margin"] else "yes, though by little"
     if row["call"] == NOT_REPRODUCED:
-        return "no, it goes the other way" if row["effect"] <= -RULE_SE * row["se"] else "no, or too little to matter"
-    return "too few seeds to tell" if row["seeds"] < MIN_SEEDS else "can't tell: the seeds disagree"
+        return "no, it goes the other way" if row["effect"] + row["mde"] < 0 else "no, or too little to matter"
+    return f"can't tell yet: about {row['needed']} seeds would" if row["needed"] <= 1000 else "can't tell: the seeds disagree"
 
 
 def plain_words(judged: pd.DataFrame) -> str:
@@ -266,7 +181,7 @@ def plain_words(judged: pd.DataFrame) -> str:
     lines = []
     for claim, question in QUESTIONS.items():
         lines.append(f"{claim}. {question}")
-        rows = judged[judged["claim"] == claim]
+        rows = judged[judged["claim"].str.split(" ").str[0] == str(claim)]
         for condition in dict.fromkeys(rows["condition"]):
             if claim > 1:
                 lines.append(f"   {_up(CONTROL_WORDS.get(condition, condition))}:")
@@ -275,82 +190,52 @@ def plain_words(judged: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def report_text(seeds: pd.DataFrame, judged: pd.DataFrame, summary: pd.DataFrame, verdict_text: str, figure: str,
-                timing: dict[str, float], preset: str) -> str:
-    shown = summary[[c for c in summary.columns if c.endswith("mean") or c == "seeds"]]
-    shown.columns = [c.removesuffix(" mean") for c in shown.columns]
-    table = judged.drop(columns="words")
-    times = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in timing.items())
-    return "\n".join([
-        f"# Study: co-adaptation (preset {preset})",
-        "",
-        verdict_text,
-        "",
-        "In plain words (seeds: independent pairs of agents):",
-        "",
-        plain_words(judged),
-        "",
-        f"![L_info and L_adapt over training; probe and pair test accuracy, topsim per seed]({figure})",
-        "",
-        "Claims, as decided (effect: mean paired difference; se: its standard error over seeds):",
-        "",
-        "```",
-        table.to_string(index=False, float_format=lambda v: f"{v:.3f}"),
-        "```",
-        "",
-        "Final evaluation, mean over seeds (standard errors in summary.csv, every seed in per_seed.csv); nats except "
-        "accuracies and the language metrics. `probe` is a fresh listener fitted, early-stopped on its own loss, to the "
-        "frozen speaker's messages for the train objects; `gap` is test minus train.",
-        "",
-        "```",
-        shown.T.to_string(float_format=lambda v: f"{v:.3f}"),
-        "```",
-        "",
-        f"Seeds per condition: {int(seeds.groupby('condition')['seed'].count().min())}. Time: {times} "
-        f"({sum(timing.values()):.0f} s in all).",
-        "",
-    ])
+def train(configs: dict[str, Config], progress: bool, preset: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every condition through the grid runner, then a probe listener for every run: the tidy table, twice (the
+    per-seed table is read from it)."""
+    from lab.experiment.grid import grid, train_grid
+
+    trained = train_grid(grid(configs), progress, name="coadaptation")
+    senders = {run.cell.labels["condition"]: run.state.senders for run in trained.runs}
+    table = pd.concat([trained.table, probe_table(configs[BASELINE], senders)], ignore_index=True)
+    table = table[["condition", *results.COLUMNS]]
+    return table, table
+
+
+def opening(result: Result) -> str:
+    b = result.seeds[result.seeds["condition"] == BASELINE].mean(numeric_only=True)
+    gap, d_info, d_adapt = b["gap loss"], b["gap l_info"], b["gap l_adapt"]
+    fewer = "; L_info is lower on test partly because the test split has fewer objects to confuse" if d_info < 0 else ""
+    return (f"For the {BASELINE}, the generalization gap is {gap:.2f} nats ({b['test loss']:.2f} on test vs "
+            f"{b['train loss']:.2f} on train); L_adapt carries {d_adapt:.2f} nats of it ({_share(d_adapt, gap)}), L_info "
+            f"{d_info:.2f} ({_share(d_info, gap)}{fewer}).")
+
+
+def notes(result: Result) -> list[str]:
+    seeds = result.seeds
+    text = []
+    behind = undertrained(seeds)
+    if behind:
+        b = seeds[seeds["condition"] == BASELINE]["probe train accuracy"].mean()
+        fits = ", ".join(f"{value:.2f} ({name})" for name, value in behind.items())
+        text.append(f"Caution: at this length of training the language of {' and '.join(behind)} is learned less far "
+                    f"than the {BASELINE}'s: a probe listener gets {fits} of the train objects right, against {b:.2f} for "
+                    f"the {BASELINE}; their test numbers mix generalization with under-training.")
+    text.append("In plain words (seeds: independent pairs of agents):\n\n" + plain_words(result.judged))
+    return text
+
+
+STUDY = Declaration(
+    name="coadaptation", title="co-adaptation",
+    question="Rita et al. 2022's claims on co-adaptation, each judged over seeds with a probe listener; differences are "
+             "control minus baseline, seed by seed.",
+    presets=PRESETS, conditions=CONDITIONS, claims=CLAIMS, train=train, per_seed=lambda table, configs: per_seed(table),
+    opening=opening, notes=notes,
+    outputs={"coadaptation.png": lambda r, p: plots.coadaptation_figure(r.table, r.seeds, p, list(r.configs))},
+)
 
 
 def coadaptation(out: str | Path, small: bool = False, overwrite: bool = False, progress: bool = True,
-                 overrides: list[str] = (), preset: str | None = None) -> Study:
+                 overrides: list[str] = (), preset: str | None = None):
     """Rita et al. 2022's claims on co-adaptation, each judged over seeds with a probe listener; writes DIR (module doc)."""
-    out = Path(out)
-    check_out(out, overwrite)
-    preset = preset_of(small, preset)
-    configs = study_configs(preset, overrides)
-    timing, frames, senders, notes = {}, [], {}, []
-    for name, config in configs.items():
-        if progress:
-            print(f"[{name}] {config.train.seeds} seeds x {config.train.steps} steps", flush=True)
-        start = time.perf_counter()
-        _, state, table, diverged, _ = train(config, progress)
-        if diverged:
-            notes.append(f"{name}: {divergence.describe(diverged)} (its rows end there)")
-        timing[name] = time.perf_counter() - start
-        frames.append(table.assign(condition=name))
-        senders[name] = state.senders
-    if progress:
-        print(f"[probes] {sum(c.train.seeds for c in configs.values())} probe listeners", flush=True)
-    start = time.perf_counter()
-    frames.append(probe_table(configs[BASELINE], senders))
-    timing["probes"] = time.perf_counter() - start
-    table = pd.concat(frames, ignore_index=True)[["condition", *results.COLUMNS]]
-    seeds = per_seed(table)
-    summary, judged = summarize(seeds), claims(seeds)
-    text = verdict(seeds, judged)
-    if notes:  # the claims compare seeds at their last evaluation: a diverged one's is where it diverged
-        text += "\n\nDiverged, marked and kept: " + "; ".join(notes) + "."
-    seconds = sum(timing.values())
-
-    with staged(out, overwrite, kind="study") as staging:
-        results.write_parquet(table, staging / "metrics.parquet")
-        seeds.to_csv(staging / "per_seed.csv", index=False)
-        summary.to_csv(staging / "summary.csv")
-        judged.to_csv(staging / "claims.csv", index=False)
-        plots.coadaptation_figure(table, seeds, staging / "coadaptation.png", list(configs))
-        (staging / "configs").mkdir()
-        for name, config in configs.items():
-            (staging / "configs" / f"{name}.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
-        (staging / "report.md").write_text(report_text(seeds, judged, summary, text, "coadaptation.png", timing, preset))
-    return Study(table, summary, text, seconds)
+    return run(STUDY, out, small=small, preset=preset, overwrite=overwrite, progress=progress, overrides=overrides)

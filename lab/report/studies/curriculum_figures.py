@@ -23,7 +23,7 @@ def heatmap(summary: pd.DataFrame, path: str | Path, order: list[str]):
     rows = int(np.ceil(len(order) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 2.3 * rows + 0.6), squeeze=False)
     for ax, name in zip(axes.flat, order):
-        own = data[data["scheduler"] == name].pivot_table(index="setting", columns="lr", values="accuracy_mean", sort=False)
+        own = data[data["condition"] == name].pivot_table(index="setting", columns="lr", values="accuracy_mean", sort=False)
         sns.heatmap(own, annot=True, fmt=".2f", cmap="viridis", vmin=vmin, vmax=vmax, cbar=False, ax=ax,
                     annot_kws=dict(fontsize=8))
         ax.set_title(name, fontsize=9)
@@ -44,21 +44,21 @@ def advantage(table: pd.DataFrame, path: str | Path, order: list[str], baseline:
     """Left: advantage over uniform at the same Adam setting, against how well that setting suits uniform.
     Right: each scheduler at its best setting minus the best-tuned uniform. Bands and bars: ±1 std over seeds."""
     curricula = [n for n in order if n != baseline]
-    data = table[table["scheduler"].isin(curricula)]
+    data = table[table["condition"].isin(curricula)]
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2), gridspec_kw=dict(width_ratios=[1.3, 1]))
     palette = dict(zip(curricula, sns.color_palette("tab20", len(curricula))))
-    sns.lineplot(data=data, x="baseline_tuning", y="advantage", hue="scheduler", hue_order=curricula, palette=palette,
+    sns.lineplot(data=data, x="baseline_tuning", y="advantage", hue="condition", hue_order=curricula, palette=palette,
                  errorbar="sd", marker="o", ax=left, legend=False)
     left.axhline(0.0, color="black", lw=0.8)
     left.set_xlabel("uniform's final test accuracy at that Adam setting (better tuned ->)")
     left.set_ylabel("test accuracy minus uniform's\n(same Adam setting, same seed)")
     left.set_title("advantage at the same Adam setting", fontsize=10)
-    means = data.groupby(["scheduler", "lr", "beta2", "eps"])["accuracy"].mean().reset_index()
-    best = means.loc[means.groupby("scheduler")["accuracy"].idxmax(), ["scheduler", "lr", "beta2", "eps"]]
-    at_best = data.merge(best, on=["scheduler", "lr", "beta2", "eps"])
-    sns.pointplot(data=at_best, x="scheduler", y="advantage_vs_best", hue="scheduler", order=curricula, palette=palette,
+    means = data.groupby(["condition", "lr", "beta2", "eps"])["accuracy"].mean().reset_index()
+    best = means.loc[means.groupby("condition")["accuracy"].idxmax(), ["condition", "lr", "beta2", "eps"]]
+    at_best = data.merge(best, on=["condition", "lr", "beta2", "eps"])
+    sns.pointplot(data=at_best, x="condition", y="advantage_vs_best", hue="condition", order=curricula, palette=palette,
                   errorbar="sd", linestyle="none", ax=right, legend=False)
-    sns.stripplot(data=at_best, x="scheduler", y="advantage_vs_best", order=curricula, color="gray", size=3, ax=right)
+    sns.stripplot(data=at_best, x="condition", y="advantage_vs_best", order=curricula, color="gray", size=3, ax=right)
     right.axhline(0.0, color="black", lw=0.8)
     right.set_xlabel("")
     right.set_ylabel("test accuracy minus the best-tuned uniform's")
@@ -89,9 +89,9 @@ def mechanism(wide: pd.DataFrame, path: str | Path, order: list[str], baseline: 
          "batch mean of the curriculum weights", "the weights' scale (1: normalised)"),
     ]
     for ax, names, metric, ylabel, title in panels:
-        data = wide[wide["scheduler"].isin(names)]
+        data = wide[wide["condition"].isin(names)]
         if metric in data and data[metric].notna().any():
-            sns.lineplot(data=data, x="step", y=metric, hue="scheduler", hue_order=[n for n in names if n in set(data["scheduler"])],
+            sns.lineplot(data=data, x="step", y=metric, hue="condition", hue_order=[n for n in names if n in set(data["condition"])],
                          palette=palette, errorbar="sd", ax=ax)
             ax.legend(fontsize=7, ncol=2)
         if metric in ("relative_update", "curriculum_weight_mean"):
@@ -100,7 +100,7 @@ def mechanism(wide: pd.DataFrame, path: str | Path, order: list[str], baseline: 
         ax.set_xlabel("training step")
         ax.set_title(title, fontsize=10)
     if "bandit" in paced and "curriculum_shift" in wide:
-        shift = wide.loc[wide["scheduler"] == "bandit", "curriculum_shift"].mean()
+        shift = wide.loc[wide["condition"] == "bandit", "curriculum_shift"].mean()
         axes[1, 0].set_title(f"how fast the data mix moves (the bandit, not shown: {shift:.2f} per step)", fontsize=10)
     fig.suptitle(f"Adam at lr={reference['train.lr']:g}, beta2={reference['train.beta2']:g}: block means of the step "
                  f"statistics, band = ±1 std over seeds", fontsize=10)

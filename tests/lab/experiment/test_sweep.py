@@ -24,7 +24,7 @@ from lab.cli import main
 from lab.core.hparams import continuous_keys, hparams_from_config
 from lab.experiment.config import Config, ConfigError, load
 from lab.experiment.sweep import chunks, load_plan, make_plan, open_store, read_manifest, read_results, run_sweep, static_key
-from lab.experiment.sweep.plan import SEED_FIELDS
+from lab.experiment.grid import SEED_FIELDS
 
 ROOT = Path(__file__).resolve().parents[3]
 TINY = ROOT / "sweeps" / "tiny.yaml"

@@ -14,9 +14,10 @@ import lab
 from lab import analysis
 from lab.core import metrics
 from lab.report.studies import coadaptation as co
-from lab.report.studies.common import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, judge
+from lab.report.studies import common
+from lab.report.studies.common import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED
 
-MEASURED = [column for measures in co.MEASURES.values() for column, _, _ in measures]
+MEASURED = [claim.measure for claim in co.CLAIMS]
 
 
 def seeds_table(effects: dict[str, tuple[float, float]], n_seeds: int = 6, base: float = 0.3, seed: int = 0) -> pd.DataFrame:
@@ -37,47 +38,48 @@ def seeds_table(effects: dict[str, tuple[float, float]], n_seeds: int = 6, base:
     return pd.DataFrame(rows).assign(**{"probe train accuracy": 0.9})  # every language as well learned
 
 
-def calls(judged: pd.DataFrame, claim: int) -> dict[str, set[str]]:
-    rows = judged[judged["claim"] == claim]
+def calls(judged: pd.DataFrame, claim: str) -> dict[str, set[str]]:
+    rows = judged[judged["claim"].str.split(" ").str[0] == claim]
     return {c: set(rows[rows["condition"] == c]["call"]) for c in dict.fromkeys(rows["condition"])}
 
 
-def test_the_rule_decides_a_clear_effect_no_effect_and_an_effect_inside_the_noise():
-    judged = co.claims(seeds_table({"clear": (0.20, 0.03), "none": (0.0, 0.02), "noise": (0.05, 0.30),
-                                    "reversed": (-0.15, 0.03)}))
-    for claim in (2, 3):  # every measure of both claims: probe and pair accuracy, topsim on train and test
+def test_every_claim_of_the_study_is_judged_by_the_shared_rule():
+    judged = common.judge_claims(seeds_table({"clear": (0.20, 0.03), "none": (0.0, 0.02), "noise": (0.05, 0.30),
+                                              "reversed": (-0.15, 0.03)}), co.CLAIMS)
+    for claim in ("2", "3"):  # every measure of both claims: probe and pair accuracy, topsim on train and test
         assert calls(judged, claim) == {"clear": {REPRODUCED}, "none": {NOT_REPRODUCED}, "noise": {INCONCLUSIVE},
                                         "reversed": {NOT_REPRODUCED}}
     clear = judged[(judged["condition"] == "clear") & (judged["measure"] == "probe test accuracy")].iloc[0]
     assert clear["effect"] == pytest.approx(0.20) and clear["se"] == pytest.approx(0.03 / np.sqrt(6))
     assert clear["seeds"] == 6 and clear["baseline"] == pytest.approx(0.3, abs=0.1)
+    assert clear["mde"] == pytest.approx(common.detectable(0.03, 6))
 
 
 def test_claim_one_reads_the_baselines_own_values():
-    clear = co.claims(seeds_table({"reset": (0.0, 0.01)}, base=2.0))  # gap L_adapt - gap L_info = 2 nats, every seed
-    assert calls(clear, 1) == {"baseline": {REPRODUCED}}
-    tied = co.claims(seeds_table({"reset": (0.0, 0.01)}, base=0.0).assign(**{"gap l_adapt - gap l_info": [0.01, -0.01] * 6}))
-    assert calls(tied, 1) == {"baseline": {NOT_REPRODUCED}}  # 0 +- 0.004 nats: an effect of 0.1 nats is excluded
+    clear = common.judge_claims(seeds_table({"reset": (0.0, 0.01)}, base=2.0), co.CLAIMS)  # the gap difference: 2 nats
+    assert calls(clear, "1") == {"baseline": {REPRODUCED}}
+    tied = seeds_table({"reset": (0.0, 0.01)}, base=0.0).assign(**{"gap l_adapt - gap l_info": [0.01, -0.01] * 6})
+    assert calls(common.judge_claims(tied, co.CLAIMS), "1") == {"baseline": {NOT_REPRODUCED}}  # 0 +- 0.004 nats
 
 
-def test_too_few_seeds_decide_nothing():
-    judged = co.claims(seeds_table({"clear": (0.5, 0.01)}, n_seeds=4))
-    assert set(judged["call"]) == {INCONCLUSIVE}
-    assert judge([0.5, 0.5, 0.5, 0.5, 0.5], margin=0.05).call == REPRODUCED  # 5 seeds, no noise
-    assert judge([0.0] * 5, margin=0.05).call == NOT_REPRODUCED
-    assert judge([0.1, 0.1, np.nan, 0.1, 0.1], margin=0.05).call == INCONCLUSIVE
-
-
-@pytest.mark.parametrize("effect, noise, call", [
-    (0.10, 0.10, REPRODUCED),  # 0.10 / (0.10 / sqrt 6) = 2.4 SE
-    (0.06, 0.10, INCONCLUSIVE),  # 1.5 SE, and the interval reaches past the 0.05 margin
-    (0.02, 0.02, REPRODUCED),  # 2.4 SE: a precise effect below the margin is still reproduced (the verdict says so)
-    (0.00, 0.05, NOT_REPRODUCED),  # the interval ends at 0.04 < 0.05
-    (-0.03, 0.02, NOT_REPRODUCED),  # 3.7 SE the other way
-])
-def test_the_rule_at_its_thresholds(effect, noise, call):
-    judged = co.claims(seeds_table({"control": (effect, noise)}))
-    assert calls(judged, 2) == {"control": {call}}
+def test_verdict_states_each_claim_with_its_numbers_and_the_rule():
+    seeds = seeds_table({"reset": (0.20, 0.03), "ideal": (0.01, 0.02)})
+    seeds = seeds.assign(**{"gap loss": 2.0, "gap l_info": -0.3, "gap l_adapt": 2.3, "train loss": 0.5, "test loss": 2.5})
+    result = common.Result(co.STUDY, "full", {}, None, pd.DataFrame(), seeds, common.judge_claims(seeds, co.CLAIMS), {})
+    text = common.verdict(result)
+    assert "L_adapt carries 2.30 nats of it (115%)" in text
+    assert "Claim 1, the generalization gap is carried by co-adaptation" in text and "Claim 3" in text
+    assert "reset 0.5 vs baseline 0.3 (+0.2 ± 0.012 over 6 seeds (MDE 0.043): reproduced)" in text
+    assert "ideal 0.31 vs baseline 0.3 (+0.01 ± 0.0082 over 6 seeds (MDE 0.028): not reproduced)" in text
+    assert "Rule: effect = mean over seeds of the paired difference" in text and "Caution" not in text
+    slow = seeds.assign(**{"probe train accuracy": np.where(seeds["condition"] == "ideal", 0.4, 0.9)})
+    assert "Caution: at this length of training the language of ideal is learned less far than the baseline's: a probe " \
+           "listener gets 0.40 (ideal) of the train objects right, against 0.90 for the baseline" in common.verdict(result._replace(seeds=slow))
+    words = co.plain_words(result.judged).splitlines()
+    reset, ideal = words.index("   Replacing the listener by a newcomer from time to time:"), words.index(
+        "   Rewarding the speaker by how well a perfect reader of its language would understand it:")
+    assert words[reset + 1].startswith("   - A newcomer taught only on the training objects understands 50% of the new objects")
+    assert words[reset + 1].endswith("Yes.") and words[ideal + 1].endswith("No, or too little to matter.")
 
 
 def final_rows(condition, seed, train, test, receivers=(None,)):
@@ -107,38 +109,18 @@ def test_per_seed_and_summary_read_the_final_evaluation():
     assert base["probe test accuracy"] == pytest.approx(0.35) and base["test topsim"] == pytest.approx(0.4)
     assert base["probe steps"] == 40.0 and "probe test steps" not in seeds
     assert seeds.iloc[2]["test accuracy"] == pytest.approx(0.35)  # a population: the mean over its two listeners
-    summary = co.summarize(seeds)
+    summary = common.summarize(seeds)
     assert summary.loc["baseline", "gap l_adapt mean"] == pytest.approx(2.4)
     assert summary.loc["baseline", "gap l_adapt se"] == pytest.approx(0.5)
     assert summary.loc["population", "seeds"] == 2
 
 
-def test_verdict_states_each_claim_with_its_numbers_and_the_rule():
-    seeds = seeds_table({"reset": (0.20, 0.03), "ideal": (0.01, 0.02)})
-    seeds = seeds.assign(**{"gap loss": 2.0, "gap l_info": -0.3, "gap l_adapt": 2.3, "train loss": 0.5, "test loss": 2.5})
-    text = co.verdict(seeds)
-    assert "Claim 1, the generalization gap is carried by co-adaptation" in text and "L_adapt carries 2.30 nats of it (115%)" in text
-    assert "Claim 2" in text and "Claim 3" in text
-    assert "reset 0.50 (+0.20 ± 0.01 over 6 seeds: reproduced)" in text
-    assert "ideal 0.31 (+0.01 ± 0.01 over 6 seeds: not reproduced)" in text
-    assert "Rule: effect = mean over seeds of the paired difference" in text
-    assert "Caution" not in text
-    slow = seeds.assign(**{"probe train accuracy": np.where(seeds["condition"] == "ideal", 0.4, 0.9)})
-    assert "Caution: at this length of training the language of ideal is learned less far than the baseline's: a probe " \
-           "listener gets 0.40 (ideal) of the train objects right, against 0.90 for the baseline" in co.verdict(slow)
-    words = co.plain_words(co.claims(seeds)).splitlines()
-    reset, ideal = words.index("   Replacing the listener by a newcomer from time to time:"), words.index(
-        "   Rewarding the speaker by how well a perfect reader of its language would understand it:")
-    assert words[reset + 1].startswith("   - A newcomer taught only on the training objects understands 50% of the new objects")
-    assert words[reset + 1].endswith("Yes.") and words[ideal + 1].endswith("No, or too little to matter.")
-
-
 def test_the_presets_record_the_papers_setup():
-    paper = co.study_configs("paper")
+    paper = co.STUDY.configs("paper")
     g, a, t = paper["baseline"].game, paper["baseline"].agents, paper["baseline"].train
     assert (g.n_attributes, g.n_values, g.test_fraction, a.vocab_size, a.max_len, t.seeds) == (4, 4, 0.2, 20, 10, 6)
     assert (a.cell, a.hidden_size, t.batch_size, t.lr) == ("lstm", 128, 1024, 0.005)
-    small, full = co.study_configs("small"), co.study_configs("full")
+    small, full = co.STUDY.configs("small"), co.STUDY.configs("full")
     assert small["baseline"].train.seeds >= 5 and full["baseline"].train.seeds == 6
     assert full["baseline"].train.steps == 3 * small["baseline"].train.steps
     assert [c.train.control for c in small.values()] == ["none", "reset", "none", "ideal"]

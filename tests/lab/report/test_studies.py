@@ -14,7 +14,7 @@ from lab.cli import main
     (["study", "coadaptation", "train.bogus=1", "--out", "{out}", "--small"], "unknown config key train.bogus"),
     (["study", "coadaptation", "--out", "{full}", "--small"], "exists and is not empty; pass --overwrite"),
     (["study", "coadaptation", "--out", "{out}", "--preset", "huge"], "study 'coadaptation' has no preset 'huge'; allowed: small, full, paper"),
-    (["study", "dro", "--out", "{out}", "--preset", "paper"], "study 'dro' has no preset 'paper'; allowed: none (use --small)"),
+    (["study", "dro", "--out", "{out}", "--preset", "paper"], "study 'dro' has no preset 'paper'; allowed: small, full"),
     (["study", "coadaptation", "--out", "{out}", "--small", "--preset", "paper"], "--small and --preset paper disagree"),
 ])
 def test_study_command_rejects_bad_input_with_one_line_and_exit_2(argv, message, tmp_path, capsys):
