@@ -44,10 +44,9 @@ from lab.core.spec import Spec
 from lab.core.trainer import Trainer, seed_keys
 from lab.experiment import results
 from lab.experiment.config import Config
-from lab.experiment.grid import Grid
 from lab.experiment.run import seeds_of
 from lab.report import plots
-from lab.report.studies.common import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Claim, Declaration, Result, run
+from lab.report.studies.common import NOT_REPRODUCED, REPRODUCED, Claim, Declaration, Result, run
 
 # K=4 attributes x V=4 values, 80/20 compositional split: 205 train objects, 51 test (unseen combinations).
 WORLD = ["game.kind=reconstruction", "game.n_attributes=4", "game.n_values=4", "game.split=compositional",

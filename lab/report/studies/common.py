@@ -142,12 +142,13 @@ def compare(differences, margin: float) -> tuple[str, Judgement]:
     return INCONCLUSIVE, up
 
 
-def describe(j: Judgement, unit: str = "") -> str:
-    """`+0.20 ± 0.01 over 6 seeds (MDE 0.03): reproduced`, with the seeds that would decide when inconclusive."""
-    text = f"{j.effect:+.3g} ± {j.se:.2g}{unit} over {j.seeds} seeds (MDE {j.mde:.2g}{unit}): {j.call}"
+def describe(j: Judgement, unit: str = "", seeds: str = "seeds") -> str:
+    """`+0.20 ± 0.01 over 6 seeds (MDE 0.03): reproduced`, with the seeds that would decide when inconclusive; `seeds`
+    names the unit of replication."""
+    text = f"{j.effect:+.3g} ± {j.se:.2g}{unit} over {j.seeds} {seeds} (MDE {j.mde:.2g}{unit}): {j.call}"
     if j.call == INCONCLUSIVE and j.seeds > 1:
         more = f"about {j.needed}" if j.needed <= 1000 else "more than 1000"
-        text += f"; {more} seeds would decide an effect of the margin ({j.margin:g}{unit})"
+        text += f"; {more} {seeds} would decide an effect of the margin ({j.margin:g}{unit})"
     if j.call == REPRODUCED and j.effect < j.margin:
         text += f", though below the {j.margin:g} margin"
     return text
@@ -195,7 +196,7 @@ def judge_claims(seeds: pd.DataFrame, claims) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def claim_text(claim: Claim, judged: pd.DataFrame) -> str:
+def claim_text(claim: Claim, judged: pd.DataFrame, seeds: str = "seeds") -> str:
     """One paragraph: the claim, then per condition its value and judgement."""
     rows = judged[judged["claim"] == claim.name]
     if rows.empty:
@@ -204,7 +205,7 @@ def claim_text(claim: Claim, judged: pd.DataFrame) -> str:
     for _, row in rows.iterrows():
         j = Judgement(*(row[f] for f in Judgement._fields))
         against = "" if claim.baseline is None else f" vs {claim.baseline} {row['baseline']:.3g}"
-        parts.append(f"{row['condition']} {row['value']:.3g}{against} ({describe(j, claim.unit)})")
+        parts.append(f"{row['condition']} {row['value']:.3g}{against} ({describe(j, claim.unit, seeds)})")
     direction = "" if claim.sign > 0 else " (lower is the claim)"
     return f"Claim {claim.name}, {claim.words}{direction} [{claim.measure}]: " + "; ".join(parts) + "."
 
@@ -277,6 +278,7 @@ class Declaration:
     outputs: dict[str, Callable[[Result, Path], Any]] = field(default_factory=dict)
     check: Callable[[Result], str | None] | None = None
     default: str = "full"  # the preset without --small or --preset
+    seeds: str = "seeds"  # what the unit of replication is called in the verdict
 
     def conditions_of(self, preset: str) -> dict[str, list[str]]:
         return self.conditions(preset) if callable(self.conditions) else self.conditions
@@ -314,7 +316,7 @@ def verdict(result: Result) -> str:
     failed = spec.check(result) if spec.check is not None else None
     if failed:
         return "\n\n".join(text + [failed + sketch(result.preset)])
-    text += [claim_text(claim, result.judged) for claim in spec.claims]
+    text += [claim_text(claim, result.judged, spec.seeds) for claim in spec.claims]
     if spec.notes is not None:
         text += spec.notes(result)
     text.append(f"(Rule: {RULE}.){sketch(result.preset)}")

@@ -28,10 +28,9 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -323,7 +322,7 @@ STUDY = Declaration(
         Claim("front length", "the rewarded soup at alpha=0.5 speaks shorter than the chord", "length below the chord",
               MARGINS["length"], conditions=("rewarded soup",), baseline=None, unit=" symbols"),
     ),
-    train=train, per_seed=per_seed, notes=notes,
+    train=train, per_seed=per_seed, notes=notes, seeds="ancestors",
     outputs={"evaluations.parquet": lambda r, p: results.write_parquet(r.grid.evaluations, p),
              "runs.csv": lambda r, p: r.grid.runs.to_csv(p, index_label="run"),
              "barriers.csv": lambda r, p: barrier_table(r.grid.evaluations).to_csv(p, index=False),
