@@ -30,7 +30,7 @@ import games
 import lab
 from lab import analysis
 from lab import config as lab_config
-from lab.core.ideal import message_log_probs
+from lab.core.agents.forcing import message_log_probs
 
 lab.setup()
 

@@ -16,15 +16,15 @@ from lab.analysis.decomposition import (
     ideal_listener,
     priority_sample,
     sampled_log_normaliser,
-    teacher_force,
 )
 from lab.analysis.probe import ProbeResult, fit_probe, probe, probe_population
 from lab.analysis.teaching import TeachingCurve, ease_of_teaching
-from lab.core.ideal import Decomposition, decompose, log_pihat, message_log_probs
+from lab.core.agents.forcing import every_pair, message_log_probs
+from lab.core.ideal import Decomposition, decompose, log_pihat
 from lab.core.refit import ReceiverFit, fit_receiver
 
 __all__ = [
     "Decomposition", "decompose", "decompose_agents", "decompose_population", "exact_decomposition", "ideal_listener", "log_pihat",
-    "message_log_probs", "priority_sample", "sampled_log_normaliser", "teacher_force", "ReceiverFit", "fit_receiver",
+    "every_pair", "message_log_probs", "priority_sample", "sampled_log_normaliser", "ReceiverFit", "fit_receiver",
     "ProbeResult", "fit_probe", "probe", "probe_population", "TeachingCurve", "ease_of_teaching",
 ]

@@ -47,10 +47,10 @@ import numpy as np
 import scipy.special
 
 import games
-from games.messages import alive
 from lab.core.agents import Agents, Receiver, Sender
+from lab.core.agents.forcing import MAX_PAIRS, in_row_blocks, message_log_probs
 from lab.core.evaluate import members
-from lab.core.ideal import MAX_PAIRS, Decomposition, decompose, in_row_blocks, message_log_probs, terms
+from lab.core.ideal import Decomposition, decompose, terms
 from lab.core.rollout import rollout
 
 
@@ -148,23 +148,6 @@ def priority_sample(key: jax.Array, log_w: jax.Array, k: int) -> tuple[jax.Array
     return index[:, :k], jnp.where(kept > -jnp.inf, jnp.maximum(kept, top[:, k:]) - kept, -jnp.inf)
 
 
-def teacher_force(sender: Sender, carry, previous: jax.Array, symbols: jax.Array, alive: jax.Array):
-    """Continue the decoder from `carry`, `previous [B]` the symbol it consumed last (vocab_size: start).
-
-    Returns `(sum of log pi(symbol_t|...) over the alive positions [B], carry)` for `symbols, alive: [B, s]`.
-    """
-    table = sender.input_table()
-
-    def body(state, xs):
-        carry, previous = state
-        symbol, live = xs
-        carry, log_p = sender.step(carry, table[previous])
-        return (carry, symbol), jnp.where(live, jnp.take_along_axis(log_p, symbol[:, None], axis=1)[:, 0], 0.0)
-
-    (carry, _), log_p = jax.lax.scan(body, (carry, previous), (symbols.T, alive.T))
-    return log_p.sum(axis=0), carry
-
-
 SCREEN = 4  # the estimate screens SCREEN * columns objects per message on a longer prefix before forcing `columns` to the end
 
 
@@ -196,24 +179,21 @@ def sampled_log_normaliser(sender: Sender, objects: jax.Array, messages: jax.Arr
     key_screen, key_keep = jax.random.split(key)
     log_w = message_log_probs(sender, objects, messages[:, :depth], max_pairs)  # log pi(m_i[:d]|x_j) >= log pi(m_i|x_j)
     index, log_scale = priority_sample(key_screen, jnp.where(jnp.eye(n, dtype=bool), -jnp.inf, log_w), screened)
-    live = alive(messages)
 
-    def block(index, log_scale, messages, live, keys):  # [rows, screened] ..., [rows, T], [rows]
+    def block(index, log_scale, messages, keys):  # [rows, screened] ..., [rows, T], [rows]
         rows = index.shape[0]
         pairs = partial(jnp.repeat, repeats=screened, axis=0)
-        carry = sender.start(objects[index].reshape(rows * screened, -1))
-        start = jnp.full(rows * screened, sender.vocab_size)
-        head, carry = teacher_force(sender, carry, start, pairs(messages[:, :middle]), pairs(live[:, :middle]))
+        head = sender.log_prob(objects[index].reshape(rows * screened, -1), pairs(messages[:, :middle]))
         log_w = log_scale + head.reshape(rows, screened)  # weights of y_ij = scale_ij pi(m_i|x_j): scale_ij pi(m_i[:middle]|x_j)
         if middle == max_len:
             return jax.nn.logsumexp(log_w, axis=1)
-        keep, log_scale = priority_sample(keys[0], log_w, columns)  # [rows, columns]; the block draws with its first row's key
-        carry = jax.tree.map(lambda h: h[(jnp.arange(rows)[:, None] * screened + keep).reshape(-1)], carry)
-        tails = partial(jnp.repeat, repeats=columns, axis=0)
-        tail, _ = teacher_force(sender, carry, tails(messages[:, middle - 1]), tails(messages[:, middle:]), tails(live[:, middle:]))
-        return jax.nn.logsumexp(jnp.take_along_axis(log_w, keep, axis=1) + log_scale + tail.reshape(rows, columns), axis=1)
+        keep, log_scale_kept = priority_sample(keys[0], log_w, columns)  # [rows, columns]; the block draws with its first row's key
+        kept = jnp.take_along_axis(index, keep, axis=1)
+        whole = sender.log_prob(objects[kept].reshape(rows * columns, -1), partial(jnp.repeat, repeats=columns, axis=0)(messages))
+        log_y = jnp.take_along_axis(log_scale, keep, axis=1) + whole.reshape(rows, columns)  # scale_ij pi(m_i|x_j)
+        return jax.nn.logsumexp(log_y + log_scale_kept, axis=1)
 
-    others = in_row_blocks(block, max(1, max_pairs // screened), index, log_scale, messages, live, jax.random.split(key_keep, n))
+    others = in_row_blocks(block, max(1, max_pairs // screened), index, log_scale, messages, jax.random.split(key_keep, n))
     return jnp.logaddexp(log_own, others)
 
 

@@ -80,7 +80,7 @@ def ease_of_teaching(objects, messages, *, test_objects=None, test_messages=None
 def _scores(receiver, table):
     """(whole-object accuracy, mean per-attribute accuracy) of the receiver's readings of a whole table."""
     objects, one_hot = table
-    correct = jnp.argmax(receiver.read_at_end(one_hot, unroll=False), -1) == objects  # [n, K]
+    correct = jnp.argmax(receiver.read(one_hot, unroll=False), -1) == objects  # [n, K]
     return jnp.mean(jnp.all(correct, -1)), jnp.mean(correct)
 
 
@@ -92,7 +92,7 @@ def _teach(agents: Agents, taught, held_out, key, *, steps: int, batch_size: int
     params = agents.init_receiver(key_init)
 
     def loss(params, rows):
-        log_p = agents.receiver(params).read_at_end(one_hot[rows])  # [B, K, V]
+        log_p = agents.receiver(params).read(one_hot[rows])  # [B, K, V]
         return -jnp.mean(jnp.take_along_axis(log_p, objects[rows][..., None], -1).sum((-2, -1)))
 
     def train_step(carry, key):

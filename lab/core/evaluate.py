@@ -24,6 +24,7 @@ import numpy as np
 import games
 from lab.core import ideal, metrics
 from lab.core.agents import Agents
+from lab.core.agents.forcing import message_log_probs
 from lab.core.rollout import rollout
 
 
@@ -126,7 +127,7 @@ def evaluate_split(agents: Agents, kind: str, n_values: int, n_groups: int, es: 
         log_pihat = None
         messages = jax.tree.map(_stack, greedy, sampled)
         if kind == "reconstruction":
-            log_pi = ideal.message_log_probs(sender, targets[es.subset], sampled.symbols[es.subset], objects_mask=sub_mask)
+            log_pi = message_log_probs(sender, targets[es.subset], sampled.symbols[es.subset], objects_mask=sub_mask)
             log_pihat = ideal.log_pihat(log_pi, sub_mask)
             speaker["l_info"] = -_mean(log_pihat, sub_mask)
 

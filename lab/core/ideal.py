@@ -15,12 +15,8 @@ message teacher-forced under every object, A_ij = log pi(m_i|x_j), and
 
 (the 1/n of the prior cancels). Each term is unbiased.
 
-`message_log_probs` teacher-forces the objects in blocks of at most MAX_PAIRS (prefix, object)
-pairs: small blocks keep each level's hidden states in the CPU's cache. On the default game (205
-messages x 205 objects, one seed, 2-core AMD EPYC, 2026-12-06) a split took 133 ms in blocks of
-2^15 pairs and 87 ms in blocks of 2^12; sharing the recurrent matmul between the children of a
-prefix brought it to 67 ms. The whole evaluation of 8 seeds on two devices: 1.99 s -> 1.28 s in
-blocks of 2^10.
+The n x n matrix A is `message_log_probs` (lab.core.agents.forcing): the sender's fast hook when
+it has one, generic teacher forcing otherwise.
 
 lab.analysis.decomposition has the exact enumeration, the sampled normaliser for thousands of
 objects and the drivers for trained agents.
@@ -34,10 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from games.messages import alive
 from lab.core.agents import Sender
-
-MAX_PAIRS = 1 << 10  # (message, object) pairs per block: a working set that stays in cache (module doc)
+from lab.core.agents.forcing import message_log_probs
 
 
 class Decomposition(NamedTuple):
@@ -98,80 +92,6 @@ def decompose(log_pi: jax.Array, log_rho: jax.Array) -> Decomposition:
     log_pi, log_rho = jnp.asarray(log_pi, jnp.float32), jnp.asarray(log_rho, jnp.float32)
     _check_decompose(log_pi, log_rho)
     return terms(log_pihat(log_pi), log_rho)
-
-
-def prefix_levels(messages: jax.Array, vocab_size: int) -> list[tuple[jax.Array, jax.Array, jax.Array, int]]:
-    """The prefix tree of `messages: [n, T]`, one level per position t.
-
-    Level t lists the distinct prefixes m_<t (at most min(vocab^t, n), a static bound):
-    `(node [n]` the prefix of each message, `parent [size]` its prefix one symbol shorter,
-    `symbol [size]` that last symbol, `size)`.
-    """
-    n, max_len = messages.shape
-    sizes = [min(vocab_size**t, n) for t in range(max_len)]
-    order = jnp.lexsort(messages.T[::-1])  # lexicographic order: equal prefixes are contiguous
-    ranked = messages[order]
-    # every level at once: a sorted message starts a new prefix of length t when it differs from the one before in
-    # its first t symbols (the first message starts every level's first prefix)
-    differs = jnp.cumsum(ranked[1:] != ranked[:-1], axis=1) > 0  # [n - 1, T]: within the first t + 1 symbols
-    first = jnp.concatenate([jnp.zeros((n - 1, 1), bool), differs[:, :-1]], axis=1)
-    first = jnp.concatenate([jnp.ones((1, max_len), bool), first])  # [n, T]
-    node = jnp.zeros((n, max_len), jnp.int32).at[order].set(jnp.cumsum(first, axis=0, dtype=jnp.int32) - 1)
-    previous = jnp.concatenate([jnp.zeros((n, 1), jnp.int32), node[:, :-1]], axis=1)  # [n, T] the prefix one shorter
-    last = jnp.concatenate([jnp.zeros((n, 1), messages.dtype), messages[:, :-1]], axis=1)  # its last symbol
-    level = jnp.broadcast_to(jnp.arange(max_len), (n, max_len))
-    parent = jnp.zeros((max_len, max(sizes)), jnp.int32).at[level, node].set(previous)
-    symbol = jnp.zeros((max_len, max(sizes)), jnp.int32).at[level, node].set(last)
-    return [(node[:, t], parent[t, :size], symbol[t, :size], size) for t, size in enumerate(sizes)]
-
-
-def in_row_blocks(fn, rows: int, *arrays):
-    """`fn(*arrays)` computed `rows` rows at a time (`lax.map`; the last block padded with row 0)."""
-    n = arrays[0].shape[0]
-    n_blocks = -(-n // min(rows, n))
-    rows = -(-n // n_blocks)  # balanced blocks pad fewer rows
-    padded = [jnp.concatenate([a, jnp.broadcast_to(a[:1], (n_blocks * rows - n, *a.shape[1:]))]) for a in arrays]
-    out = jax.lax.map(lambda args: fn(*args), [a.reshape(n_blocks, rows, *a.shape[1:]) for a in padded])
-    return jax.tree.map(lambda o: o.reshape(n_blocks * rows, *o.shape[2:])[:n], out)
-
-
-def message_log_probs(sender: Sender, objects: jax.Array, messages: jax.Array, max_pairs: int = MAX_PAIRS,
-                      objects_mask: jax.Array | None = None) -> jax.Array:
-    """A `[n_messages, n_objects]`, A_ij = log pi(m_i|x_j): every message teacher-forced under every object.
-
-    `objects: [n_objects, K]`, `messages: [n_messages, max_len]`. The sender's decoder runs once
-    per (distinct prefix, object), not per (message, position, object): messages that share a
-    prefix share its hidden states (half the work for 205 messages of 5 symbols from 10).
-    Objects go in blocks (`lax.map`) of at most `max_pairs` (prefix, object) pairs, so memory
-    stays bounded as n grows. The recurrent matmul `h @ W_hidden` is computed once per prefix and shared by its
-    children (level sizes 1, 10, 100, 205, 205: 317 rows of it instead of 521). Same values as `sender.log_prob` on
-    every pair (tested). `objects_mask [n_objects]`: a block of objects all outside it is not computed (its columns
-    are 0): the padding of a small split, evaluated at the size of a larger one (lab.core.evaluate), costs nothing.
-    """
-    n_messages = messages.shape[0]
-    levels = prefix_levels(messages, sender.vocab_size)
-    widest = max(size for *_, size in levels)
-    table = sender.input_table()
-    live = alive(messages)
-
-    def block(block_objects):  # [c, K] -> [c, n_messages]
-        c = block_objects.shape[0]
-        carry = jax.tree.map(lambda h: h[None], sender.start(block_objects))  # [1, c, H]
-        out = jnp.zeros((n_messages, c))
-        for t, (node, parent, symbol, size) in enumerate(levels):
-            x_proj = table[-1:] if t == 0 else table[symbol]  # [size, gates*H]
-            # the recurrent matmul once per prefix, not once per child: the children of a prefix share it
-            h_proj = sender.cell.hidden_projection(carry)  # [parents, c, gates*H]
-            carry, log_p = sender.step(jax.tree.map(lambda h: h[parent], carry), x_proj[:, None], h_proj[parent])
-            picked = jnp.take_along_axis(log_p[node], messages[:, t, None, None], axis=2)[..., 0]  # [n, c]
-            out = out + jnp.where(live[:, t, None], picked, 0.0)
-        return out.T
-
-    rows = max(1, max_pairs // widest)  # objects per block
-    if objects_mask is None:
-        return in_row_blocks(block, rows, objects).T
-    skip = lambda block_objects: jnp.zeros((block_objects.shape[0], n_messages))  # noqa: E731
-    return in_row_blocks(lambda o, m: jax.lax.cond(jnp.any(m), block, skip, o), rows, objects, objects_mask).T
 
 
 def ideal_log_pihat(sender: Sender, objects: jax.Array, log_prior: jax.Array, own: jax.Array, symbols: jax.Array,

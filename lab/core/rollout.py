@@ -26,8 +26,8 @@ def guess_log_probs(receiver: Receiver, one_hot: jax.Array, episodes: games.EnvS
                     unroll: bool = True) -> jax.Array:
     """The receiver's reading at the end: `[B, K, V]` (reconstruction) or `[B, C]` over the candidates."""
     if kind == "reconstruction":
-        return receiver.read_at_end(one_hot, unroll=unroll)
-    return receiver.read_at_end(one_hot, episodes.candidates, episodes.shown, unroll=unroll)
+        return receiver.read(one_hot, unroll=unroll)
+    return receiver.read(one_hot, episodes.candidates, episodes.shown, unroll=unroll)
 
 
 def rollout(receiver: Receiver, episodes: games.EnvState, message: Message, kind: str, unroll: bool = True) -> Rollout:

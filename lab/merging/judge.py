@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lab.core import metrics
-from lab.core.agents import Agents, Message, make_message
+from lab.core.agents import Agents, Sender
 from lab.core.evaluate import eval_sets
 from lab.core.rollout import rollout
 from lab.core.spec import Spec
@@ -40,55 +40,42 @@ def _mean(values: jax.Array, mask: jax.Array) -> jax.Array:
     return jnp.sum(w * values) / jnp.sum(w)
 
 
-class EnsembleSender(NamedTuple):
-    """The logit ensemble of stacked senders `[M, ...]`, with the `greedy` and `sample` of a Sender."""
+class EnsembleSender(Sender):
+    """The logit ensemble of stacked senders `[M, ...]`, with the protocol's `greedy` and `sample`.
 
-    agents: Agents
-    params: object  # [M, ...]
+    At every position the members' next-symbol log-probabilities are averaged (softmax of the mean
+    logits) and every member is fed the symbol chosen. Members of any architecture: each is
+    teacher-forced on the message so far (`symbol_log_probs`), max_len passes for a message, as the
+    judge scores an ensemble once per split.
+    """
 
-    def _unroll(self, objects: jax.Array, choose, xs) -> Message:
-        agents = self.agents
-        max_len = agents.config.max_len
+    def __init__(self, agents: Agents, params):
+        self.agents, self.params = agents, params  # params [M, ...]
+        self.vocab_size, self.max_len = agents.config.vocab_size, agents.config.max_len
 
-        def start(p):
-            sender = agents.sender(p)
-            table = sender.input_table()
-            return sender.start(objects), jnp.broadcast_to(table[-1], (objects.shape[0], table.shape[1]))
+    def decode(self, objects: jax.Array, choose, xs, unroll: bool = True) -> tuple[jax.Array, jax.Array]:
+        length = self.max_len if xs is None else jax.tree.leaves(xs)[0].shape[0]
 
-        def step(p, carry, x_proj):
-            return agents.sender(p).step(carry, x_proj)
-
-        def project(p, one_hot):
-            return one_hot @ agents.sender(p).input_table()[:-1]
-
-        def body(state, x_t):
-            carry, x_proj = state
-            carry, log_p = jax.vmap(step)(self.params, carry, x_proj)  # [M, B, vocab]
-            log_p = jax.nn.log_softmax(jnp.mean(log_p, axis=0))  # softmax of the mean logits
+        def body(symbols, step):  # symbols [B, length]: those chosen so far, 0 after
+            t, x_t = step
+            log_p = jax.vmap(lambda p: self.agents.sender(p).symbol_log_probs(objects, symbols)[:, t])(self.params)  # [M, B, vocab]
+            log_p = jax.nn.log_softmax(jnp.mean(log_p, axis=0))
             one_hot = choose(log_p, x_t)
-            return (carry, jax.vmap(project, (0, None))(self.params, one_hot)), (log_p, one_hot)
+            return symbols.at[:, t].set(jnp.argmax(one_hot, -1)), (log_p, one_hot)
 
-        _, (log_p, one_hot) = jax.lax.scan(body, jax.vmap(start)(self.params), xs, length=max_len)
-        return make_message(log_p.swapaxes(0, 1), one_hot.swapaxes(0, 1))
-
-    def greedy(self, objects: jax.Array) -> Message:
-        vocab = self.agents.config.vocab_size
-        return self._unroll(objects, lambda log_p, _: jax.nn.one_hot(jnp.argmax(log_p, -1), vocab), None)
-
-    def sample(self, objects: jax.Array, key: jax.Array) -> Message:
-        vocab = self.agents.config.vocab_size
-        keys = jax.random.split(key, self.agents.config.max_len)
-        return self._unroll(objects, lambda log_p, k: jax.nn.one_hot(jax.random.categorical(k, log_p), vocab), keys)
+        symbols = jnp.zeros((objects.shape[0], length), jnp.int32)
+        _, (log_p, one_hot) = jax.lax.scan(body, symbols, (jnp.arange(length), xs))
+        return log_p.swapaxes(0, 1), one_hot.swapaxes(0, 1)
 
 
 class EnsembleReceiver(NamedTuple):
-    """The logit ensemble of stacked receivers `[M, ...]`, with the `read_at_end` of a Receiver."""
+    """The logit ensemble of stacked receivers `[M, ...]`, with the protocol's `read`."""
 
     agents: Agents
     params: object  # [M, ...]
 
-    def read_at_end(self, one_hot, candidates=None, shown=None, unroll=True):
-        log_p = jax.vmap(lambda p: self.agents.receiver(p).read_at_end(one_hot, candidates, shown, unroll))(self.params)
+    def read(self, one_hot, candidates=None, shown=None, unroll=True):
+        log_p = jax.vmap(lambda p: self.agents.receiver(p).read(one_hot, candidates, shown, unroll))(self.params)
         return jax.nn.log_softmax(jnp.mean(log_p, axis=0))  # [B, K, V] or [B, C]; an unshown candidate stays -inf
 
 

@@ -12,7 +12,8 @@ from flax import nnx
 
 import lab
 from lab import analysis, checkpoint
-from lab.core.ideal import decompose, message_log_probs
+from lab.core.agents.forcing import message_log_probs
+from lab.core.ideal import decompose
 from lab.core.optim import adam_init
 from lab.core.refit import fit_receiver
 from lab.core.rollout import rollout

@@ -20,7 +20,7 @@ import games
 import lab
 from lab import analysis, metrics
 from lab.analysis import decomposition
-from lab.core.agents import Sender
+from lab.core.agents import RNNSender
 from lab.core.rollout import rollout
 
 # -- tabular agents -----------------------------------------------------------------------------
@@ -187,48 +187,57 @@ def test_exact_decomposition_rejects_bad_input(pi, rho, prior, match):
 
 
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
-def test_message_log_probs_is_every_pair_teacher_forced(cell):
+def test_the_fast_hook_equals_generic_teacher_forcing(cell):
+    """The recurrent sender's prefix-tree hook against `every_pair`, generic teacher forcing through `log_prob` (an
+    independent computation: one decoding per pair, no shared prefixes), in blocks and with a mask."""
     from flax import nnx
 
-    sender = Sender(2, 3, 4, 3, cell, 8, 4, rngs=nnx.Rngs(0))
+    sender = RNNSender(2, 3, 4, 3, cell, 8, 4, rngs=nnx.Rngs(0))
     objects = jnp.array([[a, b] for a in range(3) for b in range(3)][:7])  # [7, 2]
+    messages = sender.sample(objects[:5], jax.random.key(1)).symbols  # [5, 3]
+    assert hasattr(sender, "message_log_probs")
 
     @jax.jit
-    def both(objects):
-        messages = sender.sample(objects[:5], jax.random.key(1)).symbols  # [5, 3]
-        blocks = analysis.message_log_probs(sender, objects, messages, max_pairs=10)  # 4 blocks of 2 objects, 1 padded
-        pairs = sender.log_prob(jnp.tile(objects, (5, 1)), jnp.repeat(messages, 7, axis=0)).reshape(5, 7)
-        return blocks, pairs, sender.log_prob(objects[3:4], messages[2:3])[0]  # and one pair computed alone
+    def both(objects, messages):
+        fast = analysis.message_log_probs(sender, objects, messages, max_pairs=10)  # the hook: 4 blocks of 2 objects, 1 padded
+        generic = analysis.every_pair(sender, objects, messages, max_pairs=10)  # 2 blocks of 5 pairs... of 2 objects
+        return fast, generic, sender.log_prob(objects[3:4], messages[2:3])[0]  # and one pair computed alone
 
-    blocks, pairs, one = both(objects)
-    np.testing.assert_allclose(blocks, pairs, atol=1e-5)
-    assert float(blocks[2, 3]) == pytest.approx(float(one), abs=1e-5)
+    fast, generic, one = both(objects, messages)
+    np.testing.assert_allclose(fast, generic, atol=1e-5)
+    assert float(fast[2, 3]) == pytest.approx(float(one), abs=1e-5)
+    assert len(np.unique(np.asarray(messages), axis=0)) > 2 and np.ptp(np.asarray(fast)) > 0.5  # not a constant matrix
 
     # a mask: blocks of objects all outside it are skipped (zero columns); the others are the same pairs
     mask = jnp.array([True, False, False, False, False, True, False])  # blocks {0, 1} {2, 3} {4, 5} {6, pad}
-    messages = sender.sample(objects[:5], jax.random.key(1)).symbols
     masked = jax.jit(lambda o, m: analysis.message_log_probs(sender, o, messages, max_pairs=10, objects_mask=m))(objects, mask)
-    np.testing.assert_allclose(masked[:, [0, 1, 4, 5, 6]], pairs[:, [0, 1, 4, 5, 6]], atol=1e-5)  # the pad repeats object 0
+    np.testing.assert_allclose(masked[:, [0, 1, 4, 5, 6]], generic[:, [0, 1, 4, 5, 6]], atol=1e-5)  # the pad repeats object 0
     assert np.all(np.asarray(masked[:, [2, 3]]) == 0.0)
+    generic_masked = analysis.every_pair(sender, objects, messages, max_pairs=10, objects_mask=mask)  # blocks {0, 1} ... {6}
+    np.testing.assert_allclose(generic_masked[:, [0, 1, 4, 5]], generic[:, [0, 1, 4, 5]], atol=1e-5)
+    assert np.all(np.asarray(generic_masked[:, [2, 3]]) == 0.0)
 
 
-def test_teacher_forcing_resumes_where_it_stopped():
+def test_a_prefix_scores_the_first_positions_of_the_whole():
+    """`symbol_log_probs` / `log_prob` of messages cut after t positions are the first t positions of the whole
+    (the staged normaliser scores prefixes)."""
     from flax import nnx
 
-    sender = Sender(2, 3, 4, 5, "gru", 8, 4, rngs=nnx.Rngs(0))
+    sender = RNNSender(2, 3, 4, 5, "gru", 8, 4, rngs=nnx.Rngs(0))
     objects = jnp.array([[a, b] for a in range(3) for b in range(3)])  # [9, 2]
     messages = sender.sample(objects, jax.random.key(1)).symbols  # [9, 5], some end early
-    alive = games.messages.alive(messages)
-    carry = sender.start(objects)
-    head, carry = analysis.teacher_force(sender, carry, jnp.full(9, 4), messages[:, :2], alive[:, :2])
-    tail, _ = analysis.teacher_force(sender, carry, messages[:, 1], messages[:, 2:], alive[:, 2:])
-    np.testing.assert_allclose(head + tail, sender.log_prob(objects, messages), atol=1e-5)
+    whole = sender.symbol_log_probs(objects, messages)  # [9, 5, vocab]
+    np.testing.assert_allclose(sender.symbol_log_probs(objects, messages[:, :2]), whole[:, :2], atol=1e-6)
+    picked = np.take_along_axis(np.asarray(whole), np.asarray(messages)[..., None], axis=-1)[..., 0]
+    live = np.asarray(games.messages.alive(messages))
+    np.testing.assert_allclose(sender.log_prob(objects, messages[:, :2]), np.sum(picked[:, :2] * live[:, :2], 1), atol=1e-5)
+    np.testing.assert_allclose(sender.log_prob(objects, messages), np.sum(picked * live, 1), atol=1e-5)
 
 
 def test_the_sampled_normaliser_is_unbiased():
     from flax import nnx
 
-    sender = Sender(3, 4, 4, 6, "gru", 16, 8, rngs=nnx.Rngs(3))  # vocabulary 4, 6 positions
+    sender = RNNSender(3, 4, 4, 6, "gru", 16, 8, rngs=nnx.Rngs(3))  # vocabulary 4, 6 positions
     objects = jnp.array([[a, b, c] for a in range(4) for b in range(4) for c in range(4)])[:60]
     messages = sender.sample(objects, jax.random.key(1)).symbols
     log_pi = analysis.message_log_probs(sender, objects, messages)  # [60, 60]

@@ -17,6 +17,7 @@ import pytest
 
 import games
 import lab
+from lab.core.agents import make_message
 from lab.core.trainer import Trainer, TrainState
 
 # 16 objects, 13 in train; vocabulary 16 (EOS included), messages of up to 3 symbols
@@ -277,8 +278,8 @@ def test_the_evaluation_speaks_both_languages_in_one_unroll_as_it_would_in_two(u
     # each row's symbols are drawn from pi(.|x) with the key fold_in(key, row): the same with a Python loop
     row = 5
     keys = jax.random.split(jax.random.fold_in(key, row), sender.max_len)
-    forced = sender._unroll(objects[row:row + 1], lambda log_p, k: jax.nn.one_hot(jax.random.categorical(k, log_p[0])[None],
-                                                                                   sender.vocab_size), keys)
+    forced = make_message(*sender.decode(objects[row:row + 1], lambda log_p, k: jax.nn.one_hot(
+        jax.random.categorical(k, log_p[0])[None], sender.vocab_size), keys))
     np.testing.assert_array_equal(forced.symbols[0], sampled.symbols[row])
 
 

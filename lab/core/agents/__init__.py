@@ -1,0 +1,72 @@
+"""Agents: the `agents` config section, the architectures by name, and `Agents`, their static part.
+
+Every architecture implements the protocol of lab.core.agents.protocol; `ARCHITECTURES` maps
+`agents.cell` to its (sender, receiver) classes, each built `from_config(game_config,
+agents_config, rngs=...)`. A new architecture is one module and one line here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import jax
+from flax import nnx
+
+from games.fields import doc
+from lab.core.agents.protocol import Message, Receiver, Sender, make_message, object_features
+from lab.core.agents.rnn import RNNCell, RNNReceiver, RNNSender
+
+ARCHITECTURES: dict[str, tuple[type, type]] = {
+    "gru": (RNNSender, RNNReceiver),
+    "lstm": (RNNSender, RNNReceiver),
+}
+CELLS = tuple(ARCHITECTURES)
+
+__all__ = ["ARCHITECTURES", "CELLS", "Agents", "AgentsConfig", "Message", "RNNCell", "RNNReceiver", "RNNSender",
+           "Receiver", "Sender", "make_message", "object_features"]
+
+
+@dataclass(frozen=True)
+class AgentsConfig:
+    cell: str = doc("architecture of sender and receiver", "gru", choices=CELLS)
+    hidden_size: int = doc("hidden units of both recurrent cells", 128, low=1)
+    embedding_size: int = doc("symbol embedding size", 32, low=1)
+    vocab_size: int = doc("symbols, EOS (symbol 0) included", 10, low=2)
+    max_len: int = doc("message positions, the EOS position included", 5, low=1, high=100,
+                       why="the training step unrolls both agents over every position: its compile time grows with "
+                           "max_len, about a second a position on 2 CPU cores")
+
+
+class Agents:
+    """The static part of the agents (NNX graph definitions); parameters are pure pytrees.
+
+    `sender(params)` / `receiver(params)` rebuild the modules from parameters; `init(key)` gives
+    fresh `(sender_params, receiver_params)`.
+    """
+
+    def __init__(self, game_config, agents_config: AgentsConfig):
+        g, a = game_config, agents_config
+        self.config = a
+        sender_class, receiver_class = ARCHITECTURES[a.cell]
+        self.make_sender: Callable[[nnx.Rngs], Sender] = lambda rngs: sender_class.from_config(g, a, rngs=rngs)
+        self.make_receiver: Callable[[nnx.Rngs], Receiver] = lambda rngs: receiver_class.from_config(g, a, rngs=rngs)
+        # the graph definitions of abstract modules: nothing is initialised (eagerly that cost 3.4 s of start-up)
+        self.sender_def, _ = nnx.split(nnx.eval_shape(lambda: self.make_sender(nnx.Rngs(0))))
+        self.receiver_def, _ = nnx.split(nnx.eval_shape(lambda: self.make_receiver(nnx.Rngs(0))))
+
+    def sender(self, params) -> Sender:
+        return nnx.merge(self.sender_def, params)
+
+    def receiver(self, params) -> Receiver:
+        return nnx.merge(self.receiver_def, params)
+
+    def init(self, key: jax.Array) -> tuple[nnx.State, nnx.State]:
+        key_s, key_r = jax.random.split(key)
+        return self.init_sender(key_s), self.init_receiver(key_r)
+
+    def init_sender(self, key: jax.Array) -> nnx.State:
+        return nnx.state(self.make_sender(nnx.Rngs(key)))
+
+    def init_receiver(self, key: jax.Array) -> nnx.State:
+        return nnx.state(self.make_receiver(nnx.Rngs(key)))
