@@ -1,8 +1,8 @@
 """Agents: the `agents` config section, the architectures by name, and `Agents`, their static part.
 
 Every architecture implements the protocol of lab.core.agents.protocol; `ARCHITECTURES` maps
-`agents.cell` to its (sender, receiver) classes, each built `from_config(game_config,
-agents_config, rngs=...)`. A new architecture is one module and one line here.
+`agents.cell` to its (sender, receiver) classes, each built `from_config(view, agents_config,
+rngs=...)` (`ObjectView`: how the agents see the objects). A new architecture is one module and one line here.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import jax
 from flax import nnx
 
 from games.fields import doc
-from lab.core.agents.protocol import Message, Receiver, Sender, make_message, object_features
+from lab.core.agents.protocol import Features, Message, ObjectView, Receiver, Sender, make_message, object_features
 from lab.core.agents.rnn import RNNCell, RNNReceiver, RNNSender
 
 ARCHITECTURES: dict[str, tuple[type, type]] = {
@@ -23,8 +23,8 @@ ARCHITECTURES: dict[str, tuple[type, type]] = {
 }
 CELLS = tuple(ARCHITECTURES)
 
-__all__ = ["ARCHITECTURES", "CELLS", "Agents", "AgentsConfig", "Message", "RNNCell", "RNNReceiver", "RNNSender",
-           "Receiver", "Sender", "make_message", "object_features"]
+__all__ = ["ARCHITECTURES", "CELLS", "Agents", "AgentsConfig", "Features", "Message", "RNNCell", "RNNReceiver",
+           "ObjectView", "RNNSender", "Receiver", "Sender", "make_message", "object_features"]
 
 
 @dataclass(frozen=True)
@@ -46,11 +46,11 @@ class Agents:
     """
 
     def __init__(self, game_config, agents_config: AgentsConfig):
-        g, a = game_config, agents_config
+        a, view = agents_config, ObjectView.of(game_config)
         self.config = a
         sender_class, receiver_class = ARCHITECTURES[a.cell]
-        self.make_sender: Callable[[nnx.Rngs], Sender] = lambda rngs: sender_class.from_config(g, a, rngs=rngs)
-        self.make_receiver: Callable[[nnx.Rngs], Receiver] = lambda rngs: receiver_class.from_config(g, a, rngs=rngs)
+        self.make_sender: Callable[[nnx.Rngs], Sender] = lambda rngs: sender_class.from_config(view, a, rngs=rngs)
+        self.make_receiver: Callable[[nnx.Rngs], Receiver] = lambda rngs: receiver_class.from_config(view, a, rngs=rngs)
         # the graph definitions of abstract modules: nothing is initialised (eagerly that cost 3.4 s of start-up)
         self.sender_def, _ = nnx.split(nnx.eval_shape(lambda: self.make_sender(nnx.Rngs(0))))
         self.receiver_def, _ = nnx.split(nnx.eval_shape(lambda: self.make_receiver(nnx.Rngs(0))))

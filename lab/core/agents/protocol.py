@@ -42,6 +42,7 @@ the game's output heads are written once here.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable, NamedTuple
 
 import jax
@@ -50,6 +51,7 @@ import jax.numpy as jnp
 from games.messages import alive, end_weights
 
 Choose = Callable[[jax.Array, object], jax.Array]  # (log_p [B, vocab], x_t) -> one_hot [B, vocab]
+Features = Callable[[jax.Array], jax.Array]  # objects [..., K] -> what an agent sees of them [..., n_features]
 
 
 class Message(NamedTuple):
@@ -75,6 +77,20 @@ def make_message(log_p: jax.Array, one_hot: jax.Array) -> Message:
 def object_features(objects: jax.Array, n_values: int) -> jax.Array:
     """`[..., K*V]`: what an agent sees of objects `[..., K]`, each attribute one-hot."""
     return jax.nn.one_hot(objects, n_values).reshape(*objects.shape[:-1], -1)
+
+
+class ObjectView(NamedTuple):
+    """How the agents see the objects of a game: what an architecture is built for besides its config section."""
+
+    features: Features  # objects -> [..., n_features]
+    n_features: int
+    n_attributes: int  # a reconstruction receiver's heads: K softmaxes over V values (n_features = K*V)
+    n_values: int
+
+    @classmethod
+    def of(cls, game_config) -> "ObjectView":
+        g = game_config
+        return cls(partial(object_features, n_values=g.n_values), g.n_attributes * g.n_values, g.n_attributes, g.n_values)
 
 
 class Sender:
@@ -148,8 +164,8 @@ class Sender:
 
 
 class Receiver:
-    """The receiver protocol, implemented from `readings` and two output heads an architecture creates:
-    `head` (width -> K*V) and `candidate_encoder` (K*V -> K*V)."""
+    """The receiver protocol, implemented from `readings`, `features` and two output heads an architecture creates:
+    `head` (width -> n_features) and `candidate_encoder` (n_features -> n_features)."""
 
     n_attributes: int
     n_values: int
@@ -165,9 +181,9 @@ class Receiver:
 
     def discriminate(self, one_hot: jax.Array, candidates: jax.Array, shown: jax.Array | None = None,
                      unroll: bool = True) -> jax.Array:
-        """log rho(candidate c | m_{<=t}) `[B, T, C]` for `candidates: [B, C, K]`, over the `shown [B, C]` ones."""
-        message = self.head(self.readings(one_hot, unroll))  # [B, T, K*V]: the message and candidate embeddings share a space
-        scores = jnp.einsum("btd,bcd->btc", message, self.candidate_encoder(object_features(candidates, self.n_values)))
+        """log rho(candidate c | m_{<=t}) `[B, T, C]` for `candidates: [B, C, ...]`, over the `shown [B, C]` ones."""
+        message = self.head(self.readings(one_hot, unroll))  # [B, T, F]: the message and candidate embeddings share a space
+        scores = jnp.einsum("btd,bcd->btc", message, self.candidate_encoder(self.features(candidates)))
         if shown is not None:
             scores = jnp.where(shown[:, None, :], scores, -jnp.inf)
         return jax.nn.log_softmax(scores)

@@ -1,7 +1,8 @@
 """Recurrent agents (GRU, LSTM; Flax NNX), implementing the protocol of lab.core.agents.protocol.
 
-Sender: object -> one-hot `[K*V]` -> linear -> initial hidden state of a recurrent decoder that
-emits `max_len` symbols (symbol 0 is EOS; after the first EOS the message is padding).
+Sender: object -> its features `[F]` (`features`: one-hot attributes `[K*V]`) -> linear -> initial
+hidden state of a recurrent decoder that emits `max_len` symbols (symbol 0 is EOS; after the first
+EOS the message is padding).
 Receiver: reads the message with a recurrent encoder; its hidden state after each position is the
 reading of the message so far (the protocol's `readings`).
 
@@ -31,9 +32,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from lab.core.agents.forcing import MAX_PAIRS, by_object_blocks, prefix_levels
-from lab.core.agents.protocol import Choose, Receiver, Sender, object_features
 from games.messages import alive
+from lab.core.agents.forcing import MAX_PAIRS, by_object_blocks, prefix_levels
+from lab.core.agents.protocol import Choose, Features, ObjectView, Receiver, Sender
 
 CELLS = ("gru", "lstm")
 
@@ -88,19 +89,20 @@ class RNNCell(nnx.Module):
 
 
 class RNNSender(nnx.Module, Sender):
-    def __init__(self, n_attributes: int, n_values: int, vocab_size: int, max_len: int, cell: str,
-                 hidden_size: int, embedding_size: int, *, rngs: nnx.Rngs):
-        self.n_attributes, self.n_values = n_attributes, n_values
+    def __init__(self, features: Features, n_features: int, vocab_size: int, max_len: int, cell: str, hidden_size: int,
+                 embedding_size: int, *, rngs: nnx.Rngs):
+        self.features = features  # objects [B, ...] -> [B, n_features]
         self.vocab_size, self.max_len = vocab_size, max_len
-        self.encoder = nnx.Linear(n_attributes * n_values, hidden_size, rngs=rngs)
+        self.encoder = nnx.Linear(n_features, hidden_size, rngs=rngs)
         self.embedding = nnx.Param(nnx.initializers.normal(1.0)(rngs.params(), (vocab_size + 1, embedding_size)))  # +1: start symbol
         self.cell = RNNCell(cell, embedding_size, hidden_size, rngs=rngs)
         self.head = nnx.Linear(hidden_size, vocab_size, rngs=rngs)
 
     @classmethod
-    def from_config(cls, game_config, agents_config, *, rngs: nnx.Rngs) -> "RNNSender":
-        g, a = game_config, agents_config
-        return cls(g.n_attributes, g.n_values, a.vocab_size, a.max_len, a.cell, a.hidden_size, a.embedding_size, rngs=rngs)
+    def from_config(cls, view: ObjectView, agents_config, *, rngs: nnx.Rngs) -> "RNNSender":
+        a = agents_config
+        return cls(view.features, view.n_features, a.vocab_size, a.max_len, a.cell, a.hidden_size, a.embedding_size,
+                   rngs=rngs)
 
     # -- the decoder, one step at a time --------------------------------------------------------------
     def input_table(self) -> jax.Array:
@@ -109,7 +111,7 @@ class RNNSender(nnx.Module, Sender):
 
     def start(self, objects: jax.Array):
         """The decoder's carry before the first symbol, for `objects: [B, K]`."""
-        return self.cell.initial_carry(self.encoder(object_features(objects, self.n_values)))
+        return self.cell.initial_carry(self.encoder(self.features(objects)))
 
     def step(self, carry, x_proj: jax.Array, h_proj: jax.Array | None = None):
         """Consume one projected symbol `[B, gates*H]`: `(carry, log pi(next symbol) [B, vocab])` (`h_proj`: RNNCell.step)."""
@@ -163,19 +165,21 @@ class RNNSender(nnx.Module, Sender):
 
 
 class RNNReceiver(nnx.Module, Receiver):
-    def __init__(self, n_attributes: int, n_values: int, vocab_size: int, cell: str, hidden_size: int,
-                 embedding_size: int, *, rngs: nnx.Rngs):
+    def __init__(self, features: Features, n_features: int, n_attributes: int, n_values: int, vocab_size: int, cell: str,
+                 hidden_size: int, embedding_size: int, *, rngs: nnx.Rngs):
+        self.features = features  # objects [..., ...] -> [..., n_features]
         self.n_attributes, self.n_values = n_attributes, n_values
         self.embedding = nnx.Param(nnx.initializers.normal(1.0)(rngs.params(), (vocab_size, embedding_size)))
         self.cell = RNNCell(cell, embedding_size, hidden_size, rngs=rngs)
-        # reconstruction: K softmax heads; discrimination: the message and candidate embeddings share a space
-        self.head = nnx.Linear(hidden_size, n_attributes * n_values, rngs=rngs)
-        self.candidate_encoder = nnx.Linear(n_attributes * n_values, n_attributes * n_values, rngs=rngs)
+        # reconstruction: K softmax heads (n_features = K*V); discrimination: the message and candidate embeddings share a space
+        self.head = nnx.Linear(hidden_size, n_features, rngs=rngs)
+        self.candidate_encoder = nnx.Linear(n_features, n_features, rngs=rngs)
 
     @classmethod
-    def from_config(cls, game_config, agents_config, *, rngs: nnx.Rngs) -> "RNNReceiver":
-        g, a = game_config, agents_config
-        return cls(g.n_attributes, g.n_values, a.vocab_size, a.cell, a.hidden_size, a.embedding_size, rngs=rngs)
+    def from_config(cls, view: ObjectView, agents_config, *, rngs: nnx.Rngs) -> "RNNReceiver":
+        a = agents_config
+        return cls(view.features, view.n_features, view.n_attributes, view.n_values, a.vocab_size, a.cell,
+                   a.hidden_size, a.embedding_size, rngs=rngs)
 
     def readings(self, one_hot: jax.Array, unroll: bool = True) -> jax.Array:
         """Hidden state after each position `[B, T, H]` of messages `one_hot: [B, T, vocab]` (`unroll`: module doc)."""

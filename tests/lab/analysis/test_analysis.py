@@ -20,7 +20,7 @@ import games
 import lab
 from lab import analysis, metrics
 from lab.analysis import decomposition
-from lab.core.agents import RNNSender
+from lab.core.agents import RNNSender, object_features
 from lab.core.rollout import rollout
 
 # -- tabular agents -----------------------------------------------------------------------------
@@ -192,7 +192,7 @@ def test_the_fast_hook_equals_generic_teacher_forcing(cell):
     independent computation: one decoding per pair, no shared prefixes), in blocks and with a mask."""
     from flax import nnx
 
-    sender = RNNSender(2, 3, 4, 3, cell, 8, 4, rngs=nnx.Rngs(0))
+    sender = RNNSender(partial(object_features, n_values=3), 6, 4, 3, cell, 8, 4, rngs=nnx.Rngs(0))
     objects = jnp.array([[a, b] for a in range(3) for b in range(3)][:7])  # [7, 2]
     messages = sender.sample(objects[:5], jax.random.key(1)).symbols  # [5, 3]
     assert hasattr(sender, "message_log_probs")
@@ -223,7 +223,7 @@ def test_a_prefix_scores_the_first_positions_of_the_whole():
     (the staged normaliser scores prefixes)."""
     from flax import nnx
 
-    sender = RNNSender(2, 3, 4, 5, "gru", 8, 4, rngs=nnx.Rngs(0))
+    sender = RNNSender(partial(object_features, n_values=3), 6, 4, 5, "gru", 8, 4, rngs=nnx.Rngs(0))
     objects = jnp.array([[a, b] for a in range(3) for b in range(3)])  # [9, 2]
     messages = sender.sample(objects, jax.random.key(1)).symbols  # [9, 5], some end early
     whole = sender.symbol_log_probs(objects, messages)  # [9, 5, vocab]
@@ -237,7 +237,7 @@ def test_a_prefix_scores_the_first_positions_of_the_whole():
 def test_the_sampled_normaliser_is_unbiased():
     from flax import nnx
 
-    sender = RNNSender(3, 4, 4, 6, "gru", 16, 8, rngs=nnx.Rngs(3))  # vocabulary 4, 6 positions
+    sender = RNNSender(partial(object_features, n_values=4), 12, 4, 6, "gru", 16, 8, rngs=nnx.Rngs(3))  # vocabulary 4, 6 positions
     objects = jnp.array([[a, b, c] for a in range(4) for b in range(4) for c in range(4)])[:60]
     messages = sender.sample(objects, jax.random.key(1)).symbols
     log_pi = analysis.message_log_probs(sender, objects, messages)  # [60, 60]
