@@ -75,29 +75,34 @@ def estimate(config, runs: int, parallel: int | None = None) -> Estimate:
     parallel = parallel_runs(runs) if parallel is None else parallel
     n = g.n_total
     K, V, H, E, L, S = g.n_attributes, g.n_values, a.hidden_size, a.embedding_size, a.max_len, a.vocab_size
+    width = "agents.width" if a.cell == "transformer" else "agents.hidden_size"  # the field the agents' size grows with
     candidates = games.make_game(g.kind, K, V, a.vocab_size, a.max_len, g.n_distractors, g.hard_negatives).n_candidates
     pairs = p.n_senders * p.n_receivers
     # one object at one message position: both agents' hidden states and gates, the sender's log-probabilities and
     # symbols, the receiver's reading (K x V) or its candidates (K=5, V=10, n=80000 train objects, one seed: 1.7 GiB
     # measured above the default config's peak, 1.5 GiB estimated)
-    per_position = 6 * H + 3 * S + 2 * K * V + candidates * H
+    # (a transformer's layers each keep the residual stream, queries/keys/values, attention out and its MLP's 4 x width twice)
+    states = 14 * a.layers * a.width if a.cell == "transformer" else 6 * H
+    per_position = states + 3 * S + 2 * K * V + candidates * H
     largest_split = max(g.n_train, n - g.n_train if g.split != "none" else 0)
     m = min(largest_split, t.eval_size)
     listed = n_possible(K, V) if g.n_objects == 0 else 2 * n  # all V^K listed, or sampled codes
     agent = 2 * K * V * H + (S + 1) * E + 4 * (E + H) * H + H * S  # an encoder or reader of K x V, embeddings, a cell
+    if a.cell == "transformer":  # an encoder of K x V, symbol and position embeddings, 12 width^2 a block, the heads
+        agent = 2 * K * V * a.width + (S + L) * a.width + 12 * a.layers * a.width**2 + a.width * S
     n_metrics = 40 + 4 * (g.frequency_bins if g.groups == "frequency" else V if g.groups == "attribute" else 1)
     parts = {
         "the lab itself (JAX, compiled programs)": (0.5 * 2**30, ()),
         "the world's objects": (listed * (8 + 3 * 8 * K), ("game.n_attributes", "game.n_values", "game.n_objects")),
         "the evaluation of every object": (parallel * pairs * largest_split * L * per_position * FLOAT,
-                                           ("game.n_attributes", "game.n_values", "game.n_objects", "agents.hidden_size",
+                                           ("game.n_attributes", "game.n_values", "game.n_objects", width,
                                             "agents.max_len", "train.seeds")),
         "topsim and the decomposition's n^2 pairs": (parallel * p.n_senders * m * m * 4 * FLOAT,
                                                      ("train.eval_size", "agents.max_len")),
         "the training step's activations": (parallel * p.n_senders * t.batch_size * L * per_position * FLOAT * SLACK,
-                                            ("train.batch_size", "agents.hidden_size", "agents.max_len", "population.n_senders")),
+                                            ("train.batch_size", width, "agents.max_len", "population.n_senders")),
         "parameters and Adam's moments": (runs * (p.n_senders + p.n_receivers) * agent * 4 * FLOAT,
-                                          ("agents.hidden_size", "agents.vocab_size", "train.seeds")),
+                                          (width, "agents.vocab_size", "train.seeds")),
         "the table of every evaluation": (runs * (t.n_evals + 1) * pairs * 3 * n_metrics * 100,
                                           ("train.steps", "train.eval_every", "train.seeds")),
     }

@@ -158,7 +158,8 @@ BAD = {
     "test_fraction 1": (["game.test_fraction=1.0"], "game.test_fraction"),
     "more objects than V^K": (["game.n_objects=10"], "game.n_objects"),
     "unknown game": (["game.kind=negotiation"], "game.kind"),
-    "unknown cell": (["agents.cell=transformer"], "agents.cell"),
+    "unknown cell": (["agents.cell=rnn"], "agents.cell"),
+    "heads that do not divide the width": (["agents.cell=transformer", "agents.heads=3"], "agents.heads"),
     "steps not a multiple of eval_every": (["train.eval_every=150"], "train.eval_every"),
     "malformed override": (["train.lr"], "train.lr"),
     "unknown pairing": (["population.pairing=tournament"], "population.pairing"),
@@ -192,7 +193,7 @@ def test_missing_config_file_exits_2(tmp_path, capsys):
 
 def test_bad_input_through_the_installed_command(tmp_path, config_file):
     out = tmp_path / "bad"
-    command = lab_command() + ["run", "--out", str(out), "--config", str(config_file), *OVERRIDES, "agents.cell=transformer"]
+    command = lab_command() + ["run", "--out", str(out), "--config", str(config_file), *OVERRIDES, "agents.cell=rnn"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()

@@ -13,29 +13,41 @@ from typing import Callable
 import jax
 from flax import nnx
 
-from games.fields import doc
+from games.fields import ConfigError, doc
 from lab.core.agents.protocol import Features, Message, ObjectView, Receiver, Sender, make_message, object_features
 from lab.core.agents.rnn import RNNCell, RNNReceiver, RNNSender
+from lab.core.agents.transformer import TransformerReceiver, TransformerSender
 
 ARCHITECTURES: dict[str, tuple[type, type]] = {
     "gru": (RNNSender, RNNReceiver),
     "lstm": (RNNSender, RNNReceiver),
+    "transformer": (TransformerSender, TransformerReceiver),
 }
 CELLS = tuple(ARCHITECTURES)
 
-__all__ = ["ARCHITECTURES", "CELLS", "Agents", "AgentsConfig", "Features", "Message", "RNNCell", "RNNReceiver",
-           "ObjectView", "RNNSender", "Receiver", "Sender", "make_message", "object_features"]
+__all__ = ["ARCHITECTURES", "CELLS", "Agents", "AgentsConfig", "Features", "Message", "ObjectView", "RNNCell",
+           "RNNReceiver", "RNNSender", "Receiver", "Sender", "TransformerReceiver", "TransformerSender", "make_message",
+           "object_features"]
 
 
 @dataclass(frozen=True)
 class AgentsConfig:
-    cell: str = doc("architecture of sender and receiver", "gru", choices=CELLS)
+    cell: str = doc("architecture of sender and receiver: a recurrent cell (gru, lstm) or transformer", "gru", choices=CELLS)
     hidden_size: int = doc("hidden units of both recurrent cells", 128, low=1)
-    embedding_size: int = doc("symbol embedding size", 32, low=1)
+    embedding_size: int = doc("symbol embedding size of the recurrent cells", 32, low=1)
     vocab_size: int = doc("symbols, EOS (symbol 0) included", 10, low=2)
     max_len: int = doc("message positions, the EOS position included", 5, low=1, high=100,
                        why="the training step unrolls both agents over every position: its compile time grows with "
                            "max_len, about a second a position on 2 CPU cores")
+    width: int = doc("transformer: model width (symbol embeddings, attention, residual stream; the MLP is 4 x width)",
+                     64, low=1)
+    layers: int = doc("transformer: blocks of the sender's decoder and of the receiver's encoder", 2, low=1)
+    heads: int = doc("transformer: attention heads per block (they split the width)", 4, low=1)
+
+    def validate(self, config) -> None:
+        if self.cell == "transformer" and self.width % self.heads:
+            raise ConfigError(f"agents.heads={self.heads}: must divide agents.width={self.width} "
+                              f"(each head attends over width / heads units)")
 
 
 class Agents:

@@ -74,6 +74,11 @@ def make_message(log_p: jax.Array, one_hot: jax.Array) -> Message:
                    entropy=jnp.sum(token_entropy * live, axis=1) / jnp.sum(live, axis=1), alive=live)
 
 
+def draw(vocab_size: int) -> Choose:
+    """The sampling rule: a symbol drawn from pi(.|x, m_<t) with the position's key."""
+    return lambda log_p, key: jax.nn.one_hot(jax.random.categorical(key, log_p), vocab_size)
+
+
 def object_features(objects: jax.Array, n_values: int) -> jax.Array:
     """`[..., K*V]`: what an agent sees of objects `[..., K]`, each attribute one-hot."""
     return jax.nn.one_hot(objects, n_values).reshape(*objects.shape[:-1], -1)
@@ -110,8 +115,7 @@ class Sender:
 
     def sample(self, objects: jax.Array, key: jax.Array) -> Message:
         """Messages drawn from pi(.|x): REINFORCE and the loss decomposition."""
-        keys = jax.random.split(key, self.max_len)
-        return self._speak(objects, lambda log_p, k: jax.nn.one_hot(jax.random.categorical(k, log_p), self.vocab_size), keys)
+        return self._speak(objects, draw(self.vocab_size), jax.random.split(key, self.max_len))
 
     def sample_each(self, objects: jax.Array, key: jax.Array) -> Message:
         """Messages drawn from pi(.|x), row b from its own key `fold_in(key, b)`: a row's message does not

@@ -122,7 +122,7 @@ BAD = {
     "empty grid list": ("grid: {train.lr: []}\n", "grid train.lr: empty list"),
     "empty grid": ("grid: {}\n", "nothing to sweep"),
     "wrong type": ("grid: {train.lr: [0.1, fast]}\n", "train.lr='fast': expected float"),
-    "bad choice": ("grid: {agents.cell: [gru, transformer]}\n", "allowed values are gru, lstm"),
+    "bad choice": ("grid: {agents.cell: [gru, rnn]}\n", "allowed values are gru, lstm, transformer"),
     "bad seeds": ("grid: {train.lr: [0.1]}\nseeds: two\n", "seeds='two'"),
     "duplicate cells": ("grid: {train.lr: [0.1, 0.1]}\n", "cells 0 and 1 have the same config"),
     "key in grid and configs": ("grid: {train.lr: [0.1]}\nconfigs: [{train.lr: 0.2}]\n", "the grid also sweeps"),
