@@ -42,7 +42,8 @@ class Stats(NamedTuple):
     step: jax.Array  # [] int, the step these examples were played at
 
 
-def _no_summary(state, hp) -> dict:
+def no_summary(state, hp) -> dict:
+    """The default `summary` of every component protocol: nothing logged."""
     return {}
 
 
@@ -55,7 +56,7 @@ class Sampler(NamedTuple):
     env: Callable[[Any, games.EnvParams, jax.Array, dict], games.EnvParams]
     update: Callable[[Any, Stats, dict], Any]
     weights: Callable[[Any, jax.Array, jax.Array, dict], jax.Array] = _unit_weights  # (state, ids [B], step, hp) -> [B]
-    summary: Callable[[Any, dict], dict[str, jax.Array]] = _no_summary  # scalars logged with the training statistics
+    summary: Callable[[Any, dict], dict[str, jax.Array]] = no_summary  # scalars logged with the training statistics
 
 
 def identity() -> Sampler:

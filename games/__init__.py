@@ -26,11 +26,11 @@ from games.lewis import (
 )
 from games.messages import message_length, truncate_at_eos
 from games.objects import all_objects, object_set, sample_objects
-from games.splits import SPLITS, compositional_split, iid_split
+from games.splits import SPLIT_KINDS, compositional_split, iid_split
 from games.world import World, make_world, world_of
 
 __all__ = [
-    "GAMES", "SPLITS", "DISTRIBUTIONS", "Action", "EnvParams", "EnvState", "Observation", "GameConfig", "ConfigError", "doc", "difficulty",
+    "GAMES", "SPLIT_KINDS", "DISTRIBUTIONS", "Action", "EnvParams", "EnvState", "Observation", "GameConfig", "ConfigError", "doc", "difficulty",
     "LewisGame", "LewisReconstruction", "LewisDiscrimination", "make_game", "reconstruction_episodes", "languages", "messages", "message_length",
     "truncate_at_eos", "all_objects", "object_set", "sample_objects", "compositional_split",
     "iid_split", "World", "make_world", "world_of",

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from games.fields import ConfigError, doc
 from games.groups import GROUPINGS
 from games.objects import n_possible
-from games.splits import n_test_objects
+from games.splits import SPLIT_KINDS, n_test_objects
 
 
 @dataclass(frozen=True)
@@ -18,7 +18,7 @@ class GameConfig:
     n_values: int = doc("V, values per attribute", 4, low=1)
     n_objects: int = doc("objects in the world: 0 for all V^K, else that many distinct sampled ones", 0, low=0)
     split: str = doc("train/test split: compositional (test = unseen combinations), iid, or none", "compositional",
-                     choices=("compositional", "iid", "none"))
+                     choices=SPLIT_KINDS)
     test_fraction: float = doc("fraction of the objects held out for test", 0.2, low=0.0, high=1.0, low_open=True, high_open=True)
     distribution: str = doc("input distribution over train objects: uniform or zipf", "uniform", choices=("uniform", "zipf"))
     zipf_exponent: float = doc("exponent a of the Zipf distribution p(rank r) ∝ r^-a", 1.0, low=0.0)

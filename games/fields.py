@@ -52,11 +52,6 @@ def field_meta(section: type, name: str) -> dict:
     return {f.name: f.metadata for f in dataclasses.fields(section)}[name]
 
 
-def continuous_fields(section: type) -> tuple[str, ...]:
-    """The names of a section's continuous fields (vmappable hyperparameters)."""
-    return tuple(f.name for f in dataclasses.fields(section) if f.metadata.get("continuous"))
-
-
 def _interval(meta: dict) -> str:
     low, high = meta["low"], meta["high"]
     return f"in {'(' if meta['low_open'] else '['}{low}, {high}{')' if meta['high_open'] else ']'}"

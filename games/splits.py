@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-SPLITS = ("iid", "compositional", "none")
+SPLIT_KINDS = ("compositional", "iid", "none")  # how a world is split (the splits themselves are named train, test)
 
 
 def n_test_objects(n_objects: int, test_fraction: float) -> int:
@@ -60,7 +60,7 @@ def compositional_split(
 def split(
     objects: np.ndarray, n_values: int, kind: str, test_fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Dispatch on `kind` in SPLITS; `none` trains and tests on the whole set."""
+    """Dispatch on `kind` in SPLIT_KINDS; `none` trains and tests on the whole set."""
     if kind == "iid":
         return iid_split(len(objects), test_fraction, seed)
     if kind == "compositional":
@@ -68,4 +68,4 @@ def split(
     if kind == "none":
         everything = np.arange(len(objects))
         return everything, everything
-    raise ValueError(f"unknown split {kind!r}; allowed: {', '.join(SPLITS)}")
+    raise ValueError(f"unknown split {kind!r}; allowed: {', '.join(SPLIT_KINDS)}")

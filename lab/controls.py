@@ -43,5 +43,6 @@ def reward(spec: Spec) -> Reward:
     return ideal_reward(spec) if spec.config.train.control == "ideal" else listener_reward
 
 
-def interventions(spec: Spec) -> tuple:
-    return (reset_receivers(spec),) if spec.config.train.control == "reset" else ()
+def interventions(spec: Spec) -> dict:
+    """The interventions of `train.control`, by name."""
+    return {"reset": reset_receivers(spec)} if spec.config.train.control == "reset" else {}

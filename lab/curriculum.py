@@ -38,12 +38,12 @@ from lab.core.spec import Spec
 sg = jax.lax.stop_gradient
 
 
-def components(spec: Spec) -> tuple[Sampler, tuple[Intervention, ...]]:
-    """The sampler `spec.config.curriculum` describes and the interventions it needs (none for most)."""
+def components(spec: Spec) -> tuple[Sampler, dict[str, Intervention]]:
+    """The sampler `spec.config.curriculum` describes and the interventions it needs, by name (none for most)."""
     c = spec.config
     sampler = curricula.make_sampler(c.curriculum, spec.world, c.game, c.train.steps, c.population.n_senders * c.train.batch_size)
-    kind = c.curriculum.kind
-    return sampler, (prediction_gain(spec),) if kind == "bandit" else (meta_step(spec),) if kind == "commentary" else ()
+    measuring = {"bandit": {"prediction_gain": prediction_gain}, "commentary": {"meta_step": meta_step}}.get(c.curriculum.kind, {})
+    return sampler, {name: make(spec) for name, make in measuring.items()}
 
 
 def game_losses(spec: Spec, sender_params, receiver_params, env, ids: jax.Array, key: jax.Array):
@@ -61,8 +61,8 @@ def prediction_gain(spec: Spec) -> Intervention:
     axis = make_axis(cur.axis_of(c.game), spec.world, c.game)
     arm_units = curricula.bandit.arm_units(axis, cur.buckets)  # [arms, n_units]
 
-    def update(key, state, own, step, hp):
-        ids, arm, _ = curricula.bandit.last_batch(state.sampler)
+    def update(own, state, key, step, hp):
+        ids, arm, _ = curricula.bandit.last_batch(state.components["sampler"])
         env = axis.env(spec.train_env, arm_units[arm])
 
         def pair_loss(p, ids, key):
@@ -70,7 +70,7 @@ def prediction_gain(spec: Spec) -> Intervention:
             return jnp.mean(loss)
 
         losses = jax.vmap(pair_loss)(jnp.arange(P), ids.reshape(P, -1), jax.random.split(key, P))
-        return state.replace(sampler=curricula.bandit.observe(state.sampler, jnp.mean(losses))), own
+        return own, state.with_components(sampler=curricula.bandit.observe(state.components["sampler"], jnp.mean(losses)))
 
     return Intervention(init=lambda key, state: (), update=update)
 
@@ -108,9 +108,10 @@ def meta_step(spec: Spec) -> Intervention:
         ids = spec.game.sample_ids(key_ids, spec.train_env, cur.meta_batch)
         return surrogate(spec, params, ids, jnp.ones(cur.meta_batch), key_play)
 
-    def update(key, state, own, step, hp):
-        phi = curricula.commentary.parameters(state.sampler)
-        drift, shuffle = curricula.commentary.cached_knobs(state.sampler)
+    def update(own, state, key, step, hp):
+        sampler = state.components["sampler"]
+        phi = curricula.commentary.parameters(sampler)
+        drift, shuffle = curricula.commentary.cached_knobs(sampler)
         progress = step / c.train.steps
 
         def pair_gradient(p, key):
@@ -120,6 +121,6 @@ def meta_step(spec: Spec) -> Intervention:
 
         grads = jax.vmap(pair_gradient)(jnp.arange(P), jax.random.split(key, P))
         grad = jax.tree.map(lambda g: jnp.mean(g, axis=0), grads)
-        return state.replace(sampler=curricula.commentary.record(state.sampler, grad)), own
+        return own, state.with_components(sampler=curricula.commentary.record(sampler, grad))
 
     return Intervention(init=lambda key, state: (), update=every(cur.meta_every, update))

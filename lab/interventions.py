@@ -7,7 +7,7 @@
   `listener_holdout` fraction, left out of the refit; at most `listener_max_steps`); then joint
   training resumes on all train objects.
 * `ema` (weight averaging; merging and WARP anchors need it): slow copies of every agent,
-  ema <- (1 - ema_rate) ema + ema_rate params before each step; `state.interventions` holds them.
+  ema <- (1 - ema_rate) ema + ema_rate params before each step; `state.components["ema"]` holds them.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class InterventionsConfig:
     listener_holdout: float = doc("reset control: fraction of the train objects left out of the receiver's refit, whose "
                                   "loss decides when it stops (0: stop on the refit's own loss)", 0.1, low=0.0, high=1.0,
                                   high_open=True)
-    ema: bool = doc("keep an exponential moving average of every agent's weights (state.interventions)", False)
+    ema: bool = doc("keep an exponential moving average of every agent's weights (state.components['ema'])", False)
     ema_rate: float = doc("ema: weight of the current parameters in each update", 0.01, low=0.0, high=1.0, low_open=True,
                           continuous=True)
 
@@ -68,7 +68,7 @@ def reset_receivers(spec: Spec) -> Intervention:
         env = env.replace(probs=fit_probs / jnp.sum(fit_probs))
     partners = np.arange(population.n_receivers) % population.n_senders  # receiver j refits on sender j mod P
 
-    def refit(key, train_state, own, step, hp):
+    def refit(own, train_state, key, step, hp):
         def one(key, receiver_opt, partner):
             key_init, key_fit = jax.random.split(key)
             receiver = spec.agents.init_receiver(key_init)
@@ -79,7 +79,7 @@ def reset_receivers(spec: Spec) -> Intervention:
 
         keys = jax.random.split(key, population.n_receivers)
         receivers, receiver_opt, steps = jax.vmap(one)(keys, train_state.receiver_opt, jnp.asarray(partners))
-        return train_state.replace(receivers=receivers, receiver_opt=receiver_opt), {"refit_steps": jnp.mean(steps)}
+        return {"refit_steps": jnp.mean(steps)}, train_state.replace(receivers=receivers, receiver_opt=receiver_opt)
 
     return Intervention(init=lambda key, state: {"refit_steps": jnp.zeros(())}, update=every(i.reset_every, refit),
                         summary=lambda own, hp: own)
@@ -88,10 +88,10 @@ def reset_receivers(spec: Spec) -> Intervention:
 def ema() -> Intervention:
     """Exponential moving averages of the senders and receivers: `{"senders": [P, ...], "receivers": [Q, ...]}`."""
 
-    def update(key, state, own, step, hp):
+    def update(own, state, key, step, hp):
         mu = hp["ema_rate"]
         average = lambda slow, fast: (1.0 - mu) * slow + mu * fast  # noqa: E731
-        return state, {"senders": jax.tree.map(average, own["senders"], state.senders),
-                       "receivers": jax.tree.map(average, own["receivers"], state.receivers)}
+        return {"senders": jax.tree.map(average, own["senders"], state.senders),
+                "receivers": jax.tree.map(average, own["receivers"], state.receivers)}, state
 
     return Intervention(init=lambda key, state: {"senders": state.senders, "receivers": state.receivers}, update=update)

@@ -14,49 +14,55 @@ estimate of -grad L:
   temperature_decay^t) (EGG's TemperatureUpdater, per step); the length cost is on the expected
   length sum_t P(ends at t) (t + 1).
 
-An estimator is a named tuple of pure functions over its own state (the baseline), like the
-other slots; `hp` is the `train` section's continuous fields.
+An estimator (lab.core.components.Estimator) is a named tuple of pure functions over its own
+state (the baseline), like the other slots; `hp` is the `train` section's continuous fields. Its
+reward reads the rollout and a `Context` holding the batch and the states of the components
+the reward names in `Reward.reads` (the EMA anchor of lab.merging.rewards), nothing more.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from games.messages import end_weights, message_length
 from lab.core.agents import Message, Sender
+from lab.core.components import Estimator
 from lab.core.rollout import Rollout
 
 sg = jax.lax.stop_gradient
 
 
 class Context(NamedTuple):
-    """What a reward may look at besides the rollout."""
+    """What a reward may read besides the rollout: the batch, and the states of the components it declares."""
 
     sender: Sender  # the sender that spoke
-    targets: jax.Array  # [B, K]
+    targets: jax.Array  # [B, ...] what the sender saw
     ids: jax.Array  # [B] index of each target among the train objects
-    state: Any  # the TrainState before this step (read only)
     step: jax.Array  # [] steps taken so far
     key: jax.Array  # randomness a reward may use
     hparams: dict = {}  # every section's continuous hyperparameters, for a reward with its own (lab.merging.rewards)
+    components: dict = {}  # {name: state} of the components the reward reads (`Reward.reads`), before this step
 
 
-Reward = Callable[[Rollout, Context], jax.Array]  # -> [B]
+class Reward(NamedTuple):
+    """R(x, m) `[B]` of a batch, `score(rollout, context)`; `reads` names the component states it reads.
+
+    A plain function `(rollout, context) -> [B]` is a reward too, one that reads no component's state.
+    """
+
+    score: Callable[[Rollout, Context], jax.Array]
+    reads: tuple[str, ...] = ()
+
+    def __call__(self, rollout: Rollout, context: Context) -> jax.Array:
+        return self.score(rollout, context)
 
 
-def _no_summary(state, hp) -> dict:
-    return {}
-
-
-class Estimator(NamedTuple):
-    init: Callable[[], Any]
-    speak: Callable[[Sender, jax.Array, jax.Array, Any, jax.Array, dict], Message]  # (sender, targets, key, state, step, hp)
-    loss: Callable[[Rollout, jax.Array, Any, Context, dict], tuple[jax.Array, dict]]  # (rollout, weights, state, ctx, hp)
-    update: Callable[[Any, dict, dict], Any]  # (state, the loss's aux averaged over pairs, hp)
-    summary: Callable[[Any, dict], dict[str, jax.Array]] = _no_summary
+def reads(reward) -> tuple[str, ...]:
+    """The component states `reward` reads (none for a plain function)."""
+    return getattr(reward, "reads", ())
 
 
 def listener_reward(rollout: Rollout, context: Context) -> jax.Array:
@@ -77,7 +83,7 @@ def reinforce(reward: Reward = listener_reward, baseline_decay: float = 0.99) ->
         mean, count = state
         return jnp.where(count > 0, mean / jnp.maximum(1.0 - baseline_decay ** count.astype(jnp.float32), 1e-8), 0.0)
 
-    def loss(ro: Rollout, weights, state, context: Context, hp):
+    def loss(state, ro: Rollout, weights, context: Context, hp):
         r = sg(reward(ro, context)) - hp["length_cost"] * message_length(ro.message.symbols)
         receiver_loss = -jnp.mean(weights * ro.log_rho)  # sampled symbols carry no gradient: this reaches the receiver only
         sender_loss = reinforce_surrogate(r - baseline(state), ro.message.log_prob, ro.message.entropy, weights, hp["entropy_coeff"])
@@ -88,11 +94,12 @@ def reinforce(reward: Reward = listener_reward, baseline_decay: float = 0.99) ->
         return baseline_decay * mean + (1.0 - baseline_decay) * aux["reward"], count + 1
 
     return Estimator(
-        init=lambda: (jnp.zeros(()), jnp.zeros((), jnp.int32)),
-        speak=lambda sender, targets, key, state, step, hp: sender.sample(targets, key),
+        init=lambda key: (jnp.zeros(()), jnp.zeros((), jnp.int32)),
+        speak=lambda state, sender, targets, key, step, hp: sender.sample(targets, key),
         loss=loss,
         update=update,
         summary=lambda state, hp: {"baseline": baseline(state)},
+        reads=reads(reward),
     )
 
 
@@ -110,16 +117,14 @@ def expected_length(message: Message) -> jax.Array:
 def gumbel() -> Estimator:
     """Straight-through Gumbel-softmax with a temperature schedule; no baseline."""
 
-    def loss(ro: Rollout, weights, state, context, hp):
+    def loss(state, ro: Rollout, weights, context, hp):
         total = -jnp.mean(weights * ro.log_rho) + hp["length_cost"] * jnp.mean(weights * expected_length(ro.message))
         return total, {"reward": jnp.mean(ro.log_rho), "temperature": temperature(context.step, hp)}
 
     return Estimator(
-        init=lambda: (),
-        speak=lambda sender, targets, key, state, step, hp: sender.gumbel(targets, key, temperature(step, hp)),
+        init=lambda key: (),
+        speak=lambda state, sender, targets, key, step, hp: sender.gumbel(targets, key, temperature(step, hp)),
         loss=loss,
         update=lambda state, aux, hp: state,
     )
 
-
-ESTIMATORS = {"reinforce": reinforce, "gumbel": gumbel}

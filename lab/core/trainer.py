@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -105,17 +105,20 @@ class TrainConfig:
 
 @struct.dataclass
 class TrainState:
+    """The agents, their optimizer states, each component's state under its name, and the step."""
+
     senders: nnx.State  # [P, ...]
     receivers: nnx.State  # [Q, ...]
     sender_opt: optax.OptState  # [P, ...]
     receiver_opt: optax.OptState  # [Q, ...]
-    estimator: Any
-    sampler: Any
-    objective: Any
-    interventions: tuple
+    components: dict  # {name: state} of every component (lab.core.components): estimator, sampler, objective, interventions
     step: jax.Array  # [] optimizer steps taken
     stopped: jax.Array  # [] bool, early-stopped: frozen from then on
     stop_step: jax.Array  # [] int, the step it stopped at (-1: never)
+
+    def with_components(self, **states) -> "TrainState":
+        """A copy with the named components' states replaced."""
+        return self.replace(components={**self.components, **states})
 
 
 class Draw(NamedTuple):
@@ -135,7 +138,7 @@ class Trainer:
     """
 
     def __init__(self, config, components: Components, groups: np.ndarray | None = None, spec: Spec | None = None):
-        self.config, self.components = config, components
+        self.config, self.components = config, components.check()
         a, t = config.agents, config.train
         self.population = config.population
         self.spec = spec or Spec(config)
@@ -162,6 +165,7 @@ class Trainer:
         P, Q = self.population.n_senders, self.population.n_receivers
         c = self.components
         key_agents, key_sampler, key_objective, key_interventions = jax.random.split(key, 4)
+        key_estimator = jax.random.fold_in(key, 4)  # beside the four, so that their draws stay what they were
         if agents is not None:
             senders, receivers = agents
         elif P == Q == 1:  # the keys of a lone pair, as `Agents.init` splits them
@@ -176,11 +180,13 @@ class Trainer:
             senders=senders, receivers=receivers,
             sender_opt=jax.vmap(lambda p: adam_init(p, sender_lr, hp))(senders),
             receiver_opt=jax.vmap(lambda p: adam_init(p, receiver_lr, hp))(receivers),
-            estimator=c.estimator.init(), sampler=c.sampler.init(key_sampler), objective=c.objective.init(key_objective),
-            interventions=(), step=jnp.zeros((), jnp.int32), stopped=jnp.zeros((), bool), stop_step=jnp.full((), -1, jnp.int32),
+            components=dict(estimator=c.estimator.init(key_estimator), sampler=c.sampler.init(key_sampler),
+                            objective=c.objective.init(key_objective)),
+            step=jnp.zeros((), jnp.int32), stopped=jnp.zeros((), bool), stop_step=jnp.full((), -1, jnp.int32),
         )
         keys = jax.random.split(key_interventions, max(1, len(c.interventions)))
-        return state.replace(interventions=tuple(i.init(k, state) for i, k in zip(c.interventions, keys)))
+        return state.with_components(**{name: intervention.init(k, state)
+                                        for (name, intervention), k in zip(c.interventions.items(), keys)})
 
     def sender(self, state: TrainState, index: int = 0):
         return self.agents.sender(pop.take(state.senders, index))
@@ -191,18 +197,18 @@ class Trainer:
     # -- one optimizer step -------------------------------------------------------------------------
     def intervene(self, state: TrainState, key: jax.Array, step: jax.Array, hparams: Hparams) -> TrainState:
         """Every intervention in turn, each on the state the previous one left."""
-        own = list(state.interventions)
-        keys = jax.random.split(key, max(1, len(own)))
-        for i, (intervention, k) in enumerate(zip(self.components.interventions, keys)):
-            state, own[i] = intervention.update(k, state, own[i], step, hparams.get("interventions", {}))
-            state = state.replace(interventions=tuple(own))
+        interventions = self.components.interventions
+        keys = jax.random.split(key, max(1, len(interventions)))
+        for (name, intervention), k in zip(interventions.items(), keys):
+            own, state = intervention.update(state.components[name], state, k, step, hparams.get("interventions", {}))
+            state = state.with_components(**{name: own})
         return state
 
     def draw(self, state: TrainState, key: jax.Array, step: jax.Array, hparams: Hparams) -> Draw:
         """This step's pairs and their batches: targets drawn from the sampler's distribution, with candidates."""
         pairs = pop.pair(self.population, jax.random.fold_in(key, 0), step)
         n_pairs = self.population.n_senders
-        env = self.components.sampler.env(state.sampler, self.train_env, state.step, hparams.get("curriculum", {}))
+        env = self.components.sampler.env(state.components["sampler"], self.train_env, state.step, hparams.get("curriculum", {}))
         key_ids, key_episodes = jax.random.split(jax.random.fold_in(key, 1))
         batch_size = self.config.train.batch_size
         ids = jax.vmap(lambda k: self.game.sample_ids(k, env, batch_size))(jax.random.split(key_ids, n_pairs))  # [P, B]
@@ -211,18 +217,19 @@ class Trainer:
 
     def loss(self, params: tuple, state: TrainState, draw: Draw, key: jax.Array, hparams: Hparams):
         """`(sum over pairs of the estimator's surrogate, (rollouts, weights, aux))` for `params = (senders, receivers)`."""
-        c = self.components
+        c, own = self.components, state.components
         hp_train, hp_objective, hp_curriculum = hparams["train"], hparams.get("objective", {}), hparams.get("curriculum", {})
+        read = {name: own[name] for name in c.estimator.reads}
 
         def pair_loss(sender_params, receiver_params, episodes, ids, groups, key):
             key_speak, key_reward = jax.random.split(key)
             sender = self.agents.sender(sender_params)
-            message = c.estimator.speak(sender, episodes.target, key_speak, state.estimator, state.step, hp_train)
+            message = c.estimator.speak(own["estimator"], sender, episodes.target, key_speak, state.step, hp_train)
             ro = rollout(self.agents.receiver(receiver_params), episodes, message, self.game.kind)
-            weights = jax.lax.stop_gradient(c.objective.weights(state.objective, -ro.log_rho, groups, ids, hp_objective)
-                                            * c.sampler.weights(state.sampler, ids, state.step, hp_curriculum))
-            context = Context(sender, episodes.target, ids, state, state.step, key_reward, hparams)
-            loss, aux = c.estimator.loss(ro, weights, state.estimator, context, hp_train)
+            weights = jax.lax.stop_gradient(c.objective.weights(own["objective"], -ro.log_rho, groups, ids, hp_objective)
+                                            * c.sampler.weights(own["sampler"], ids, state.step, hp_curriculum))
+            context = Context(sender, episodes.target, ids, state.step, key_reward, hparams, read)
+            loss, aux = c.estimator.loss(own["estimator"], ro, weights, context, hp_train)
             return loss, (ro, weights, aux)
 
         senders, receivers = params
@@ -252,13 +259,15 @@ class Trainer:
         aux = jax.tree.map(lambda v: jnp.mean(v, axis=0), aux)  # over pairs
         stats = Stats(ids=ids.reshape(-1), groups=groups.reshape(-1), loss=-jax.lax.stop_gradient(ro.log_rho).reshape(-1),
                       correct=ro.correct.reshape(-1), weights=weights.reshape(-1), step=state.step)
+        own = state.components
         state = state.replace(
-            senders=senders, receivers=receivers, sender_opt=sender_opt, receiver_opt=receiver_opt,
-            estimator=c.estimator.update(state.estimator, aux, hp_train),
-            sampler=c.sampler.update(state.sampler, stats, hp_curriculum),
-            objective=c.objective.update(state.objective, stats, hp_objective),
-            step=state.step + 1,
+            senders=senders, receivers=receivers, sender_opt=sender_opt, receiver_opt=receiver_opt, step=state.step + 1,
+        ).with_components(
+            estimator=c.estimator.update(own["estimator"], aux, hp_train),
+            sampler=c.sampler.update(own["sampler"], stats, hp_curriculum),
+            objective=c.objective.update(own["objective"], stats, hp_objective),
         )
+        own = state.components
         sender_lr, receiver_lr = learning_rates(hp_train)
         sender_norm, sender_v = adam_statistics(sender_updates, sender_opt, sender_lr)
         receiver_norm, receiver_v = adam_statistics(receiver_updates, receiver_opt, receiver_lr)
@@ -266,11 +275,11 @@ class Trainer:
             loss=jnp.mean(stats.loss), accuracy=jnp.mean(stats.correct), entropy=jnp.mean(ro.message.entropy),
             message_length=jnp.mean(games.message_length(ro.message.symbols)), weight_mean=jnp.mean(stats.weights),
             sender_update_ratio=sender_norm, receiver_update_ratio=receiver_norm, sender_adam_v=sender_v, receiver_adam_v=receiver_v,
-            **aux, **c.estimator.summary(state.estimator, hp_train), **c.sampler.summary(state.sampler, hp_curriculum),
-            **c.objective.summary(state.objective, hp_objective),
+            **aux, **c.estimator.summary(own["estimator"], hp_train), **c.sampler.summary(own["sampler"], hp_curriculum),
+            **c.objective.summary(own["objective"], hp_objective),
         )
-        for intervention, own in zip(c.interventions, state.interventions):
-            summary.update(intervention.summary(own, hparams.get("interventions", {})))
+        for name, intervention in c.interventions.items():
+            summary.update(intervention.summary(own[name], hparams.get("interventions", {})))
         return state, summary
 
     # -- evaluation and the loop ----------------------------------------------------------------------

@@ -2,8 +2,8 @@
 
     >>> from lab import config
     >>> trainer = make_trainer(config.load(overrides=["train.control=reset", "population.n_receivers=3"]))
-    >>> len(trainer.components.interventions), trainer.population.n_receivers
-    (1, 3)
+    >>> list(trainer.components.interventions), trainer.population.n_receivers
+    (['reset'], 3)
 
 Any slot can be given explicitly instead (a component defined elsewhere, a test's own):
 `make_trainer(cfg, sampler=my_sampler)`. Nothing subclasses the trainer.
@@ -28,13 +28,13 @@ def components(spec: Spec, groups=None) -> Components:
     c = spec.config
     t = c.train
     control = controls.interventions(spec)
-    reward = merging_rewards.shaped(spec, controls.reward(spec), ema_index=len(control))  # the EMA comes right after
+    reward = merging_rewards.shaped(spec, controls.reward(spec))
     estimator = estimators.reinforce(reward, t.baseline_decay) if t.mode == "reinforce" else estimators.gumbel()
     sampler, measuring = curriculum.components(spec)
     if c.merge.validation > 0:
         sampler = merging_rewards.validation_sampler(spec, sampler)
     # the curriculum's own interventions first: they measure the state the last step left, before a reset changes it
-    interventions = measuring + control + ((ema(),) if c.interventions.ema else ())
+    interventions = {**measuring, **control, **({"ema": ema()} if c.interventions.ema else {})}
     objective = dro.objective(spec, 1 if groups is None else int(groups.max()) + 1)
     return Components(estimator=estimator, sampler=sampler, objective=objective, interventions=interventions)
 

@@ -49,7 +49,7 @@ class Snapshots:
             return
         self.steps.append(step)
         self.states.append(jax.device_get({"senders": state.senders, "receivers": state.receivers,
-                                           "objective": state.objective}))
+                                           "objective": state.components["objective"]}))
 
     def stacked(self, n_runs: int) -> dict:
         """Every snapshot as one pytree `[runs, M, ...]`, the padding runs dropped."""

@@ -25,7 +25,7 @@ import curricula
 from curricula.base import Sampler
 from games.messages import truncate_at_eos
 from lab.core import metrics
-from lab.core.estimators import Context, Reward
+from lab.core.estimators import Context, Reward, reads
 from lab.core.population import take
 from lab.core.rollout import Rollout
 from lab.core.spec import Spec
@@ -56,14 +56,14 @@ def validation_sampler(spec: Spec, sampler: Sampler | None = None) -> Sampler:
     return sampler._replace(env=env)
 
 
-def kl_to_anchor(spec: Spec, ema_index: int) -> Reward:
-    """-log[pi(m|x) / pi_ema(m|x)] `[B]` of the sampled messages; pi_ema is intervention `ema_index`'s sender."""
+def kl_to_anchor(spec: Spec, anchor: str = "ema") -> Reward:
+    """-log[pi(m|x) / pi_ema(m|x)] `[B]` of the sampled messages; pi_ema is the sender kept by the intervention `anchor`."""
 
     def term(ro: Rollout, context: Context) -> jax.Array:
-        anchor = spec.agents.sender(take(context.state.interventions[ema_index]["senders"], 0))
-        return -(ro.message.log_prob - anchor.log_prob(context.targets, ro.message.symbols))
+        sender = spec.agents.sender(take(context.components[anchor]["senders"], 0))
+        return -(ro.message.log_prob - sender.log_prob(context.targets, ro.message.symbols))
 
-    return term
+    return Reward(term, reads=(anchor,))
 
 
 def message_topsim(objects: jax.Array, messages: jax.Array) -> jax.Array:
@@ -81,12 +81,12 @@ def structure(ro: Rollout, context: Context) -> jax.Array:
     return message_topsim(context.targets, ro.message.symbols)
 
 
-def shaped(spec: Spec, reward: Reward, ema_index: int) -> Reward:
+def shaped(spec: Spec, reward: Reward) -> Reward:
     """`reward` plus the merging terms whose weight in the config is above 0 (itself when none is)."""
     m = spec.config.merge
     terms = []
     if m.kl_beta > 0:
-        terms.append(("kl_beta", kl_to_anchor(spec, ema_index)))
+        terms.append(("kl_beta", kl_to_anchor(spec)))
     if m.topsim_weight > 0:
         terms.append(("topsim_weight", structure))
     if not terms:
@@ -96,4 +96,4 @@ def shaped(spec: Spec, reward: Reward, ema_index: int) -> Reward:
         hp = context.hparams["merge"]
         return reward(ro, context) + sum(hp[name] * term(ro, context) for name, term in terms)
 
-    return total
+    return Reward(total, reads=tuple(dict.fromkeys(name for r in (reward, *(t for _, t in terms)) for name in reads(r))))

@@ -25,7 +25,7 @@ def test_every_field_is_documented_and_the_knobs_are_continuous():
 def test_the_default_is_no_curriculum():
     config = load(overrides=TINY)
     assert config.curriculum.kind == "uniform"
-    assert lab.make_trainer(config).components.interventions == ()
+    assert lab.make_trainer(config).components.interventions == {}
 
 
 @pytest.mark.parametrize("override, field", [

@@ -36,7 +36,7 @@ def composed():
 
 def test_a_curriculum_composes_with_dro_a_reset_control_and_a_population(composed):
     config, trainer, state, history = composed
-    assert len(trainer.components.interventions) == 2  # the bandit's prediction gain, then the reset
+    assert list(trainer.components.interventions) == ["prediction_gain", "reset"]  # the bandit's gain, then the reset
     accuracy = np.asarray(history["train"]["accuracy"])
     assert accuracy.shape == (2, 3, 2, 2)  # seeds, evaluations, senders, receivers
     for split in ("train", "test"):

@@ -270,14 +270,14 @@ def test_an_objective_composes_with_a_curriculum_a_control_and_a_population(comp
     n_train = cfg.game.n_train
     batch = history["batch"]
     # the curriculum chose the targets: only the first half was drawn, 20 steps x 2 pairs x 32 games
-    counts = np.asarray(state.sampler)
+    counts = np.asarray(state.components["sampler"])
     assert np.all(counts[:, n_train // 2:] == 0) and np.all(counts.sum(-1) == 20 * 2 * 32)
     # sampler weights (2) times the adversary's mean-1 ratios (per pair's batch)
     np.testing.assert_allclose(batch["weight_mean"][:, 1:], 2.0, rtol=1e-5)
     assert np.all(np.isfinite(batch["weight_kl"][:, 1:])) and np.all(batch["weight_kl"][:, 1:] >= 0)
     assert np.all(batch["refit_steps"][:, 2] > 0)  # the reset control refitted the receivers at step 10
     # the adversary learned, and the two taus (vmapped) gave it different weights
-    moved = np.abs(state.objective["params"]["w_out"] - init.objective["params"]["w_out"]).max(-1)
+    moved = np.abs(state.components["objective"]["params"]["w_out"] - init.components["objective"]["params"]["w_out"]).max(-1)
     assert np.all(moved > 0) and batch["weight_kl"][0, -1] != batch["weight_kl"][1, -1]
     # the world's frequency groups reach the evaluation, per pair of the population
     for split in ("train", "test"):
@@ -320,5 +320,5 @@ def test_zero_weight_removes_an_example_from_both_gradients():
     assert changed[0, 0] > 0 and np.all(changed[0, 1:] == 0)  # only value 0 of attribute 0 was weighed
     receiver_moved = lambda a, b: max(float(np.abs(x - y).max()) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))  # noqa: E731
     assert receiver_moved(after.receivers, state.receivers) > 0
-    nothing = step(state.replace(objective=jnp.ones((), jnp.int32)))
+    nothing = step(state.with_components(objective=jnp.ones((), jnp.int32)))
     assert receiver_moved(nothing.receivers, state.receivers) == 0 and receiver_moved(nothing.senders, state.senders) == 0

@@ -296,7 +296,7 @@ def warp_trainer():
 def test_ema_follows_its_formula(warp_trainer, trained):
     trainer, start = warp_trainer, trained["ancestors"][0]
     snapshots = []
-    record = lambda i, state, metrics: snapshots.append(jax.device_get((state.senders, state.interventions[0]["senders"])))  # noqa: E731
+    record = lambda i, state, metrics: snapshots.append(jax.device_get((state.senders, state.components["ema"]["senders"])))  # noqa: E731
     n = trainer.config.merge.warp_agents  # the shape WARP trains, so its test reuses this compiled program
     lab.fine_tune(trainer, jax.random.split(jax.random.key(3), n), hparams_from_config(trainer.config, n), M.repeat(start, n),
                 on_block=record)
@@ -315,7 +315,8 @@ def test_ema_follows_its_formula(warp_trainer, trained):
 def test_kl_term_is_zero_at_the_anchor_and_minus_kl_on_average(warp_trainer, trained):
     trainer, pair = warp_trainer, trained["ancestors"][0]
     spec = trainer.spec
-    term = rewards.kl_to_anchor(spec, ema_index=0)
+    term = rewards.kl_to_anchor(spec)
+    assert term.reads == ("ema",)
     targets = jnp.asarray(np.repeat(spec.world.train_objects, 32, axis=0))
     episodes = spec.game.episodes(jax.random.key(1), spec.train_env, jnp.zeros(len(targets), jnp.int32))
     episodes = episodes.replace(target=targets)
@@ -326,7 +327,8 @@ def test_kl_term_is_zero_at_the_anchor_and_minus_kl_on_average(warp_trainer, tra
     def context(anchor):
         state = trainer.init(jax.random.key(0), hparams_from_config(trainer.config),
                              (jax.tree.map(lambda leaf: leaf[None], anchor), jax.tree.map(lambda leaf: leaf[None], pair.receiver)))
-        return Context(sender, targets, None, state, state.step, jax.random.key(0), hparams_from_config(trainer.config))
+        return Context(sender, targets, None, state.step, jax.random.key(0), hparams_from_config(trainer.config),
+                       {"ema": state.components["ema"]})
 
     np.testing.assert_allclose(term(ro, context(pair.sender)), 0.0, atol=1e-5)
     other = trained["ancestors"][1].sender  # another language: log(pi_ema / pi) < 0 on pi's own messages, on average

@@ -41,7 +41,7 @@ import pandas as pd
 from lab import analysis
 from lab.core.hparams import hparams_from_config
 from lab.core.spec import Spec
-from lab.core.trainer import Trainer, seed_keys
+from lab.core.trainer import SPLIT_NAMES, Trainer, seed_keys
 from lab.experiment import results
 from lab.experiment.config import Config
 from lab.experiment.run import seeds_of
@@ -70,7 +70,6 @@ CONDITIONS = {
     "population": ["population.n_receivers=4"],
     "ideal": ["train.control=ideal", "train.ideal_size=32"],
 }
-SPLITS = ("train", "test")
 TERMS = ("loss", "l_info", "l_adapt")
 LANGUAGE = ("topsim", "posdis", "bosdis")
 PROBE = ("accuracy", "loss")  # per split; and the probe's fitting steps, on the train split it is fitted to
@@ -99,10 +98,10 @@ def probe_table(config: Config, senders: dict[str, object]) -> pd.DataFrame:
     stacked = jax.tree.map(lambda *leaves: np.concatenate(leaves), *senders.values())  # [conditions * seeds, 1, ...]
     keys = jax.vmap(lambda key: Trainer.run_keys(key)[2])(seed_keys(config))
     keys = jnp.tile(keys, len(names))
-    out = analysis.probe_population(Spec(config), stacked, "train", keys, hparams_from_config(config, len(keys)), SPLITS)
+    out = analysis.probe_population(Spec(config), stacked, "train", keys, hparams_from_config(config, len(keys)), SPLIT_NAMES)
     seeds = seeds_of(config)
     runs = pd.DataFrame({"condition": np.repeat(names, len(seeds)), "seed": np.tile(seeds, len(names))})
-    measured = [(split, metric) for split in SPLITS for metric in PROBE] + [("train", "steps")]
+    measured = [(split, metric) for split in SPLIT_NAMES for metric in PROBE] + [("train", "steps")]
     frames = [runs.assign(step=config.train.steps, split=split, metric=f"probe_{metric}",
                           value=np.asarray(getattr(out[split], metric), np.float64)) for split, metric in measured]
     return pd.concat(frames, ignore_index=True)
@@ -116,7 +115,7 @@ def per_seed(table: pd.DataFrame) -> pd.DataFrame:
     wide = results.final(table).pivot_table(index=["condition", "seed"], columns=["split", "metric"], values="value")
     order = list(dict.fromkeys(table["condition"]))
     out = pd.DataFrame(index=wide.index)
-    for split in SPLITS:
+    for split in SPLIT_NAMES:
         out[f"{split} accuracy"] = wide[(split, "accuracy")]
         for metric in PROBE:
             out[f"probe {split} {metric}"] = wide.get((split, f"probe_{metric}"), np.nan)

@@ -64,10 +64,10 @@ def checksum(tree) -> jax.Array:
 def recorder(n_senders: int, n_receivers: int) -> Intervention:
     """Before every step: each agent's parameter checksum and each receiver's Adam step count."""
 
-    def update(key, state, own, step, hp):
-        return state, {"senders": own["senders"].at[step].set(checksum(state.senders)),
-                       "receivers": own["receivers"].at[step].set(checksum(state.receivers)),
-                       "counts": own["counts"].at[step].set(state.receiver_opt.count)}
+    def update(own, state, key, step, hp):
+        return {"senders": own["senders"].at[step].set(checksum(state.senders)),
+                "receivers": own["receivers"].at[step].set(checksum(state.receivers)),
+                "counts": own["counts"].at[step].set(state.receiver_opt.count)}, state
 
     return Intervention(init=lambda key, state: {"senders": jnp.zeros((STEPS, n_senders)), "receivers": jnp.zeros((STEPS, n_receivers)),
                                                  "counts": jnp.zeros((STEPS, n_receivers), jnp.int32)}, update=update)
@@ -84,14 +84,14 @@ def composed() -> Composed:
     cfg = lab.load(overrides=TINY + POPULATION)
     spec = Spec(cfg)
     trainer = lab.make_trainer(cfg, sampler=least_seen_sampler(len(spec.world.train)), objective=even_ids_objective(),
-                               interventions=(reset_receivers(spec), recorder(2, 3)))
+                               interventions={"reset": reset_receivers(spec), "recorder": recorder(2, 3)})
     keys = lab.seed_keys(cfg)
     state, history = jax.jit(jax.vmap(trainer.train))(keys, lab.hparams_from_config(cfg, len(keys)))
     return Composed(trainer, jax.device_get(state), jax.device_get(history))
 
 
 def test_draws_follow_the_samplers_probabilities(composed):
-    tally = composed.state.sampler
+    tally = composed.state.components["sampler"]
     drawn, expected = np.asarray(tally.drawn), np.asarray(tally.expected)
     assert drawn.sum(axis=1).tolist() == [STEPS * 2 * 16] * 2  # steps x pairs x batch, per seed
     assert np.all(drawn[:, ALLOWED:] == 0), "drew an object the sampler gave probability 0"
@@ -102,13 +102,13 @@ def test_draws_follow_the_samplers_probabilities(composed):
 
 
 def test_the_objectives_weights_are_the_ones_the_step_used(composed):
-    weight_sum, even = np.asarray(composed.state.objective[0]), np.asarray(composed.state.objective[1])
+    weight_sum, even = np.asarray(composed.state.components["objective"][0]), np.asarray(composed.state.components["objective"][1])
     np.testing.assert_allclose(weight_sum, 2.0 * even)
     assert np.all(even > 0) and np.all(even < STEPS * 2 * 16)
 
 
 def test_receivers_are_reset_and_refitted_every_k_steps(composed):
-    counts = np.asarray(composed.state.interventions[1]["counts"])  # [seeds, step, receiver], recorded after the reset
+    counts = np.asarray(composed.state.components["recorder"]["counts"])  # [seeds, step, receiver], recorded after the reset
     for step in range(RESET_EVERY, STEPS, RESET_EVERY):
         assert np.all(counts[:, step] == 2 * WINDOW), (step, counts[:, step])  # fresh Adam, then 2 x window refit steps
     assert np.all(counts[:, 0] == 0)
@@ -120,7 +120,7 @@ def test_receivers_are_reset_and_refitted_every_k_steps(composed):
 
 
 def test_a_receiver_changes_only_on_steps_where_it_was_paired(composed):
-    record = composed.state.interventions[1]
+    record = composed.state.components["recorder"]
     receivers, senders = np.asarray(record["receivers"]), np.asarray(record["senders"])
     for step in range(STEPS - 1):
         assert np.all(senders[:, step + 1] != senders[:, step])  # every sender plays every step

@@ -39,13 +39,13 @@ def test_length_cost_lowers_the_reward_by_the_cost_of_each_symbol():
     ro = Rollout(m, jnp.array([-0.5, -0.5]), jnp.ones(2, bool), jnp.ones((2, 1), bool))
     estimator = estimators.reinforce()
     hp = {"length_cost": jnp.float32(0.1), "entropy_coeff": jnp.float32(0.0)}
-    _, aux = estimator.loss(ro, jnp.ones(2), estimator.init(), None, hp)
+    _, aux = estimator.loss(estimator.init(jax.random.key(0)), ro, jnp.ones(2), None, hp)
     assert float(aux["reward"]) == pytest.approx(-0.5 - 0.1 * (2 + 3) / 2)  # lengths 2 and 3, the EOS counted
 
 
 def test_the_baseline_tracks_the_unweighted_reward_bias_corrected():
     estimator = estimators.reinforce(baseline_decay=0.9)
-    state = estimator.init()
+    state = estimator.init(jax.random.key(0))
     for reward in (-2.0, -1.0):
         state = estimator.update(state, {"reward": jnp.float32(reward)}, {})
     # a running mean corrected for its zero start: (0.9 * 0.1 * -2 + 0.1 * -1) / (1 - 0.81)
