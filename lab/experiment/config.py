@@ -26,12 +26,13 @@ from lab.core.trainer import TrainConfig
 from lab.dro import ObjectiveConfig
 from lab.interventions import InterventionsConfig
 from lab.merging.config import MergeConfig
+from lab.transmission.config import IteratedConfig, TransmissionConfig
 
 
 @dataclass(frozen=True)
 class Config:
     """Every section, each owned by its component: games (game), lab.core (agents, train, population), lab.interventions,
-    lab.dro (objective), lab.merging (merge), curricula (curriculum)."""
+    lab.dro (objective), lab.merging (merge), curricula (curriculum), lab.transmission (transmission, iterated)."""
 
     game: GameConfig = field(default_factory=GameConfig)
     agents: AgentsConfig = field(default_factory=AgentsConfig)
@@ -41,6 +42,8 @@ class Config:
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     merge: MergeConfig = field(default_factory=MergeConfig)
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
+    transmission: TransmissionConfig = field(default_factory=TransmissionConfig)
+    iterated: IteratedConfig = field(default_factory=IteratedConfig)
 
 
 SECTIONS: dict[str, type] = {f.name: f.default_factory for f in dataclasses.fields(Config)}

@@ -47,7 +47,8 @@ def test_no_module_imports_jax_internals():
 
 # games <- curricula <- lab.core <- components <- analysis <- experiment <- report, cli (DESIGN.md)
 LAYERS = [("games",), ("curricula",), ("lab.core",),
-          ("lab.controls", "lab.interventions", "lab.curriculum", "lab.dro", "lab.merging"), ("lab.analysis",),
+          ("lab.controls", "lab.interventions", "lab.curriculum", "lab.dro", "lab.merging", "lab.transmission"),
+          ("lab.analysis",),
           ("lab.experiment",), ("lab.report", "lab.cli", "lab.play", "lab")]
 
 
