@@ -65,3 +65,25 @@ def run_lexicon(run_dir: str | Path, config: Config | None = None) -> "pd.DataFr
     config = config or read_config(run_dir)
     seeds = checkpoint.read(run_dir / checkpoint.FILENAME)["seeds"]
     return lexicon(config, greedy_messages(config, run_dir / checkpoint.FILENAME), seeds)
+
+
+def lexicon_grid(objects, words, held_out=()) -> "pd.DataFrame":
+    """A lexicon laid out as a grid: rows the values of attributes 1..K-1, columns those of attribute K.
+
+    `objects [n, K]`, `words [n]` (strings), `held_out`: the objects to mark with `*` (any iterable of
+    objects). Objects of the grid that are missing from `objects` stay empty.
+    """
+    import pandas as pd
+
+    objects = np.asarray(objects)
+    K = objects.shape[1]
+    marked = {tuple(o) for o in np.asarray(held_out).reshape(-1, K).tolist()} if len(held_out) else set()
+    cells = {tuple(o): w + (" *" if tuple(o) in marked else "") for o, w in zip(objects.tolist(), words)}
+    rows = sorted({o[:-1] for o in cells})
+    columns = sorted({o[-1] for o in cells})
+    grid = pd.DataFrame([[cells.get(r + (c,), "") for c in columns] for r in rows],
+                        columns=pd.Index(columns, name=f"attribute {K}"))
+    if K > 1:
+        grid.index = pd.MultiIndex.from_tuples(rows, names=[f"attribute {k + 1}" for k in range(K - 1)]) if K > 2 else \
+            pd.Index([r[0] for r in rows], name="attribute 1")
+    return grid

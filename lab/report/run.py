@@ -219,6 +219,18 @@ def report(run_dir: Path) -> Path:
     return path
 
 
+def share_of(part: float, whole: float) -> str:
+    """`part`'s share of `whole` in words: a percentage only where it is one (0-100%); parts of opposite signs are named so."""
+    if abs(whole) < 1e-9:
+        return "n/a: no gap"
+    ratio = part / whole
+    if ratio > 1:
+        return "more than the whole gap"
+    if ratio < 0:
+        return "against the gap"
+    return f"{ratio:.0%}"
+
+
 def gap_table(table: pd.DataFrame) -> pd.DataFrame:
     """Final game loss = L_info + L_adapt on train and test (mean over seeds, nats) and the gap, test - train."""
     last = results.final(table)
@@ -238,7 +250,6 @@ def decomposition_section(table: pd.DataFrame, figures: Path, run_dir: Path) -> 
     plt.close(fig)
     gaps = gap_table(table)
     gap = gaps.loc["gap (test - train)"]
-    share = gap["L_adapt"] / gap["game loss"] if abs(gap["game loss"]) > 1e-9 else float("nan")
     over = "one seed" if n_seeds == 1 else f"mean over {n_seeds} seeds"
     return [
         "## Why held-out games are lost: information or co-adaptation",
@@ -256,7 +267,8 @@ def decomposition_section(table: pd.DataFrame, figures: Path, run_dir: Path) -> 
         "```",
         "",
         f"Of the generalization gap of {gap['game loss']:.2f} nats, L_adapt carries {gap['L_adapt']:.2f} "
-        f"({share:.0%}) and L_info {gap['L_info']:.2f}." if np.isfinite(gap.to_numpy()).all() else
+        f"({share_of(gap['L_adapt'], gap['game loss'])}) and L_info {gap['L_info']:.2f} "
+        f"({share_of(gap['L_info'], gap['game loss'])})." if np.isfinite(gap.to_numpy()).all() else
         "The gap is not a finite number: a run diverged (above), so it says nothing about generalization.",
         "",
     ]

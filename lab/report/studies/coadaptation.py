@@ -46,6 +46,7 @@ from lab.experiment import results
 from lab.experiment.config import Config
 from lab.experiment.run import seeds_of
 from lab.report import plots
+from lab.report.run import share_of
 from lab.report.studies.common import NOT_REPRODUCED, REPRODUCED, Claim, Declaration, Result, run
 
 # K=4 attributes x V=4 values, 80/20 compositional split: 205 train objects, 51 test (unseen combinations).
@@ -142,10 +143,6 @@ def undertrained(seeds: pd.DataFrame, baseline: str = BASELINE) -> dict[str, flo
     return {name: value for name, value in fit.drop(baseline).items() if value < fit[baseline] - MARGINS["accuracy"]}
 
 
-def _share(part: float, whole: float) -> str:
-    return f"{100 * part / whole:.0f}%" if abs(whole) > 1e-9 else "n/a"
-
-
 QUESTIONS = {  # each claim as a linguist would ask it
     1: "Do the agents fail on new objects because the listener only knows its partner's habits, rather than because the "
        "language lumps new objects together?",
@@ -205,8 +202,8 @@ def opening(result: Result) -> str:
     gap, d_info, d_adapt = b["gap loss"], b["gap l_info"], b["gap l_adapt"]
     fewer = "; L_info is lower on test partly because the test split has fewer objects to confuse" if d_info < 0 else ""
     return (f"For the {BASELINE}, the generalization gap is {gap:.2f} nats ({b['test loss']:.2f} on test vs "
-            f"{b['train loss']:.2f} on train); L_adapt carries {d_adapt:.2f} nats of it ({_share(d_adapt, gap)}), L_info "
-            f"{d_info:.2f} ({_share(d_info, gap)}{fewer}).")
+            f"{b['train loss']:.2f} on train); L_adapt carries {d_adapt:.2f} nats of it ({share_of(d_adapt, gap)}), L_info "
+            f"{d_info:.2f} ({share_of(d_info, gap)}{fewer}).")
 
 
 def notes(result: Result) -> list[str]:
