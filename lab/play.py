@@ -30,6 +30,9 @@ import numpy as np
 import games
 import games.gym  # registers the gymnasium ids
 from games.languages import LETTERS, spell
+from games.config import GameConfig
+from games.messages import truncate_at_eos
+from lab.core.metrics import edit_distance_jax
 from lab.core.rollout import guess_log_probs
 from lab.experiment import checkpoint, sizes
 from lab.experiment.config import Config, ConfigError
@@ -77,36 +80,83 @@ def trained_partners(config: Config, checkpoint_path: str | Path, index: int = 0
 
 
 class Partner:
-    """The trained agents of one seed of a run, their world and their language: shared by every sitting."""
+    """The other player, shared by every sitting against it: its world, its speaker and listener, its words.
 
-    def __init__(self, run_dir: str | Path, index: int = 0):
-        self.run_dir = Path(run_dir)
-        self.config = read_config(self.run_dir)
-        sizes.check_world(self.config)  # a config.yaml is input like any other: its world is listed below
-        path = self.run_dir / checkpoint.FILENAME
+    `of_run`: the trained agents of one seed of a run; `of_language`: a hand-made language (a word for each
+    object), spoken by a lookup and read back by the closest word, for experiments on the languages themselves.
+    """
+
+    def __init__(self, game: GameConfig, vocab_size: int, max_len: int, world: games.World, speaker, listener,
+                 words: dict[tuple, str], name: str, description: str, seed: int | None = None):
+        self.game, self.vocab_size, self.max_len, self.world = game, vocab_size, max_len, world
+        self.speaker, self.listener, self.words = speaker, listener, words
+        self.name, self.description, self.seed = name, description, seed
+        self.held_out = {tuple(o) for o in world.test_objects.tolist()}
+
+    @classmethod
+    def of_run(cls, run_dir: str | Path, index: int = 0) -> Partner:
+        run_dir = Path(run_dir)
+        config = read_config(run_dir)
+        sizes.check_world(config)  # a config.yaml is input like any other: its world is listed below
+        path = run_dir / checkpoint.FILENAME
         if not path.is_file():
-            raise ConfigError(f"{str(self.run_dir)!r} has no {checkpoint.FILENAME}; is it a run directory written by `lab run`?")
-        self.index = index
-        self.speaker, self.listener = trained_partners(self.config, path, index)
-        self.seed = int(checkpoint.read(path)["seeds"][index])
-        self.world = games.world_of(self.config.game)
-        self.held_out = {tuple(o) for o in self.world.test_objects.tolist()}
-        self.words = {tuple(o): spell(m) for o, m in zip(self.world.objects.tolist(), greedy_messages(self.config, path)[index])}
+            raise ConfigError(f"{str(run_dir)!r} has no {checkpoint.FILENAME}; is it a run directory written by `lab run`?")
+        speaker, listener = trained_partners(config, path, index)
+        seed = int(checkpoint.read(path)["seeds"][index])
+        world = games.world_of(config.game)
+        words = {tuple(o): spell(m) for o, m in zip(world.objects.tolist(), greedy_messages(config, path)[index])}
+        return cls(config.game, config.agents.vocab_size, config.agents.max_len, world, speaker, listener, words, str(run_dir),
+                   f"a trained agent (seed {seed} of {run_dir})", seed)
+
+    @classmethod
+    def of_language(cls, objects, messages, n_values: int, held_out=(), name: str = "a hand-made language") -> Partner:
+        """A partner speaking `messages [n, max_len]` for `objects [n, K]`; `held_out`: row indices kept out of `hint`."""
+        objects, messages = np.asarray(objects), np.asarray(messages)
+        held = np.isin(np.arange(len(objects)), np.asarray(held_out, int))
+        world = games.World(objects.shape[1], n_values, objects, np.flatnonzero(~held), np.flatnonzero(held),
+                            np.full((~held).sum(), 1 / max((~held).sum(), 1)))
+        game = GameConfig(n_attributes=objects.shape[1], n_values=n_values, split="none")
+        table = LanguagePartner(objects, messages)
+        words = {tuple(o): spell(m) for o, m in zip(objects.tolist(), messages)}
+        return cls(game, int(messages.max()) + 1, messages.shape[1], world, table.speak, table.read, words, name,
+                   f"a partner who speaks {name}")
 
     def env(self, role: str) -> gymnasium.Env:
-        g, a = self.config.game, self.config.agents
+        g = self.game
         game_id = games.gym.RECONSTRUCTION_ID if g.kind == "reconstruction" else games.gym.DISCRIMINATION_ID
-        return gymnasium.make(game_id, n_attributes=g.n_attributes, n_values=g.n_values, vocab_size=a.vocab_size,
-                              max_len=a.max_len, n_distractors=g.n_distractors, hard_negatives=g.hard_negatives,
+        return gymnasium.make(game_id, n_attributes=g.n_attributes, n_values=g.n_values, vocab_size=self.vocab_size,
+                              max_len=self.max_len, n_distractors=g.n_distractors, hard_negatives=g.hard_negatives,
                               objects=self.world.objects, role=role,
                               partner=self.listener if role == "speaker" else self.speaker).unwrapped
 
     def hint(self) -> str:
-        """The speaker's lexicon for the objects it trained on (the held-out ones are the test)."""
+        """The partner's lexicon for the objects it learned on (the held-out ones are the test)."""
         pairs = sorted((w, object_text(o)) for o, w in self.words.items() if o not in self.held_out)
         width = max(len(w) for w, _ in pairs)
         lines = [f"  {w:<{width}}  {o}" for w, o in pairs]
-        return "The agent's words for the objects it learned on (word, then object):\n" + "\n".join(lines) + "\n"
+        return "The partner's words for the objects it learned on (word, then object):\n" + "\n".join(lines) + "\n"
+
+
+class LanguagePartner:
+    """A hand-made language as numpy partners: it says each object's word, and reads a message as the object whose
+    word is closest to it (fewest edits; the first such object on a tie). Batched or not, like every partner."""
+
+    def __init__(self, objects: np.ndarray, messages: np.ndarray):
+        self.objects, self.messages = objects, np.asarray(truncate_at_eos(messages))
+        self.index = {tuple(o): i for i, o in enumerate(objects.tolist())}
+
+    def speak(self, targets: np.ndarray) -> np.ndarray:
+        flat = np.asarray(targets).reshape(-1, self.objects.shape[1])
+        rows = [self.index[tuple(t)] for t in flat.tolist()]
+        return self.messages[rows].reshape(*np.shape(targets)[:-1], self.messages.shape[1])
+
+    def read(self, messages: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+        flat = truncate_at_eos(np.asarray(messages).reshape(-1, self.messages.shape[1]))
+        guesses = []
+        for message in flat:
+            distance = edit_distance_jax(np.broadcast_to(message, self.messages.shape), self.messages)
+            guesses.append(self.objects[int(np.argmin(np.asarray(distance)))])
+        return np.array(guesses).reshape(*np.shape(messages)[:-1], self.objects.shape[1])
 
 
 class Record:
@@ -163,8 +213,8 @@ class Sitting:
         self.id = f"{datetime.now():%Y-%m-%dT%H:%M:%S}-{secrets.token_hex(2)}"
         self.env = partner.env(role)
         self.choose = isinstance(self.env.action_space, gymnasium.spaces.Discrete)  # the listener picks among candidates
-        g, a = partner.config.game, partner.config.agents
-        self.n_attributes, self.n_values, self.vocab_size, self.max_len = g.n_attributes, g.n_values, a.vocab_size, a.max_len
+        self.n_attributes, self.n_values = partner.game.n_attributes, partner.game.n_values
+        self.vocab_size, self.max_len = partner.vocab_size, partner.max_len
         self.round, self.scores = 0, []
         self._next()
 
@@ -173,11 +223,10 @@ class Sitting:
         K, V = self.n_attributes, self.n_values
         other = "listener" if self.role == "speaker" else "speaker"
         letters = f"{LETTERS[0]}-{LETTERS[self.vocab_size - 2]}" if self.vocab_size > 2 else "a"
-        lines = [f"You are the {self.role.upper()}. Your partner, the {other}, is a trained agent "
-                 f"(seed {self.partner.seed} of {self.partner.run_dir}).",
+        lines = [f"You are the {self.role.upper()}. Your partner, the {other}, is {self.partner.description}.",
                  "Each round the speaker sees an object and sends a message; the listener says which object it was."]
         if self.choose:
-            lines.append(f"The listener is shown {self.partner.config.game.n_distractors + 1} objects and picks one.")
+            lines.append(f"The listener is shown {self.partner.game.n_distractors + 1} objects and picks one.")
         lines += [f"Objects have {K} attributes (numbered 1 to {K}), each with a value from 0 to {V - 1}; an object is "
                   f"written as its values, attribute 1 first, e.g. {object_text(self.partner.world.objects[-1])}.",
                   f"Messages are words of 1 to {self.max_len} letters from {letters} ({self.vocab_size - 1} symbols).",
@@ -192,7 +241,7 @@ class Sitting:
         if self.role == "speaker":
             return f"Type a message: letters only, e.g. {spell(np.arange(min(3, self.max_len, self.vocab_size - 1), 0, -1))}."
         if self.choose:
-            return f"Type the number of the object you choose (1 to {self.partner.config.game.n_distractors + 1})."
+            return f"Type the number of the object you choose (1 to {self.partner.game.n_distractors + 1})."
         return (f"Type the object's {self.n_attributes} values separated by spaces, "
                 f"e.g. {object_text(self.partner.world.objects[0])}.")
 
@@ -239,7 +288,7 @@ class Sitting:
         row = {"participant": self.participant, "sitting": self.id, "round": self.round, "role": self.role,
                "target": object_text(target), "held_out": tuple(target.tolist()) in self.partner.held_out,
                "message": spell(info["message"]), "guess": object_text(guess), "reward": round(float(reward), 4),
-               "seconds": round(seconds, 2), "run": str(self.partner.run_dir), "partner_seed": self.partner.seed,
+               "seconds": round(seconds, 2), "run": self.partner.name, "partner_seed": "" if self.partner.seed is None else self.partner.seed,
                "time": f"{datetime.now():%Y-%m-%dT%H:%M:%S}"}
         self.record.append(row)
         self.scores.append(float(reward))
@@ -280,7 +329,7 @@ class Sitting:
         if self.role == "speaker":
             return self._parse_message(text)
         if self.choose:
-            n = self.partner.config.game.n_distractors + 1
+            n = self.partner.game.n_distractors + 1
             if not text.isdigit() or not 1 <= int(text) <= n:
                 return f"{text[:20]!r} is not an object number: type one number from 1 to {n}"
             return int(text) - 1
@@ -312,12 +361,15 @@ class Sitting:
         return np.array(symbols + [0] * (self.max_len - len(symbols)), np.int64)  # the message ends after its letters
 
 
-def play(run_dir: str | Path, role: str = "listener", rounds: int = 10, index: int = 0, seed: int | None = None,
+def play(run_dir: str | Path | Partner, role: str = "listener", rounds: int = 10, index: int = 0, seed: int | None = None,
          participant: str = "anonymous", record: str | Path | None = None, hint: bool = False,
          stdin: TextIO | None = None, stdout: TextIO | None = None) -> Sitting:
-    """Play `rounds` rounds in the terminal; each is appended to `record` (default RUN/play/games.csv)."""
+    """Play `rounds` rounds in the terminal against a run's agent (or any `Partner`); each round is appended to
+    `record` (default RUN/play/games.csv; required for a partner that is not a run)."""
     stdin, stdout = stdin or sys.stdin, stdout or sys.stdout
-    partner = Partner(run_dir, index)
+    partner = run_dir if isinstance(run_dir, Partner) else Partner.of_run(run_dir, index)
+    if record is None and isinstance(run_dir, Partner):
+        raise ConfigError("record: give the CSV file to append the rounds to")
     sitting = Sitting(partner, role, rounds, Record(record or Path(run_dir) / RECORD_FILE), participant, seed)
     stdout.write(sitting.intro() + "\n")
     if hint:

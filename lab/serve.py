@@ -92,7 +92,7 @@ def make_app(partner: Partner, record: Record, rounds: int = 10, roles: tuple[st
     sittings: dict[str, Sitting] = {}
     said: dict[str, tuple[str, str]] = {}  # a sitting's last feedback or error, shown once by the next page
     lock = threading.Lock()  # one move at a time: the sittings share the partner's compiled functions
-    g = partner.config.game
+    g = partner.game
     world = (f"Objects have {g.n_attributes} attributes (numbered 1 to {g.n_attributes}), each with a value from 0 to "
              f"{g.n_values - 1}; an object is written as its values, attribute 1 first.")
 
@@ -145,7 +145,7 @@ def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, rounds
 
     if rounds < 1:
         raise ConfigError(f"--rounds {rounds}: play at least 1 round")
-    partner = Partner(run_dir, index)
+    partner = Partner.of_run(run_dir, index)
     app = make_app(partner, Record(record or Path(run_dir) / RECORD_FILE), rounds, (role,) if role else ROLES)
     print(f"lab serve: open http://{host}:{port}/ in a browser; rounds are recorded in {record or Path(run_dir) / RECORD_FILE}; "
           f"Ctrl-C stops the server")

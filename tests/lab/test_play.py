@@ -111,7 +111,7 @@ def server(run_dir, tmp_path):
     from lab.serve import make_app
 
     record = tmp_path / "web.csv"
-    app = make_app(Partner(run_dir), Record(record), rounds=3)
+    app = make_app(Partner.of_run(run_dir), Record(record), rounds=3)
     httpd = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -178,10 +178,34 @@ def test_the_page_speaks_plainly_to_a_speaker(server, run_dir):
     from lab.serve import make_app
 
     url, record = server
-    client = make_app(Partner(run_dir), Record(record), rounds=1).test_client()
+    client = make_app(Partner.of_run(run_dir), Record(record), rounds=1).test_client()
     started = client.post("/start", data={"participant": "s", "role": "speaker", "consent": "yes"})
     page = client.post(started.location, data={"answer": "xyz"}, follow_redirects=True).get_data(as_text=True)
     assert "is not one of the symbols" in page and not record.exists()
     page = client.post(started.location, data={"answer": "ab"}, follow_redirects=True).get_data(as_text=True)
     assert "Thank you" in page and "the listener understood" in page
     assert pd.read_csv(record)["message"].tolist() == ["ab"]
+
+
+def test_a_hand_made_language_is_a_partner_too(tmp_path):
+    """Learnability experiments play hand-made languages: it speaks by lookup and reads the closest word."""
+    import games
+    from games import languages
+    from lab.play import Partner, Record, Sitting
+
+    objects = games.all_objects(2, 3)
+    partner = Partner.of_language(objects, languages.compositional(objects, 3), 3, held_out=[4], name="the compositional code")
+    record = Record(tmp_path / "games.csv")
+    listener = Sitting(partner, "listener", 4, record, "p", seed=0)
+    for _ in range(4):
+        word = listener.show()["message"]
+        listener.answer(f"{ord(word[0]) - ord('a')} {ord(word[1]) - ord('d')}")  # read the code: a-c attribute 1, d-f attribute 2
+    assert listener.scores == [1.0] * 4
+    speaker = Sitting(partner, "speaker", 2, record, "p", seed=0)
+    first = speaker.show()["object"]
+    outcome = speaker.answer("a" + "def"[int(first.split()[1])])  # attribute 1 said wrong on purpose unless it is 0
+    assert outcome.reward == (1.0 if first.split()[0] == "0" else 0.5)
+    assert "the listener understood" in outcome.text
+    assert "e" in partner.hint() and "the compositional code" in listener.intro()
+    table = pd.read_csv(record.path)
+    assert len(table) == 5 and set(table["run"]) == {"the compositional code"} and table["partner_seed"].isna().all()
