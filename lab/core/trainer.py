@@ -72,6 +72,8 @@ class TrainConfig:
     baseline_decay: float = doc("reinforce: decay of the running-mean reward baseline", 0.99, low=0.0, high=1.0, high_open=True)
     length_cost: float = doc("cost per message symbol (EOS included) in the sender's reward (EGG's length_cost)", 0.0,
                              low=0.0, continuous=True)
+    impatient: bool = doc("impatient listener (Rita et al. 2020, LazImpa): it guesses after every symbol; its loss, and the "
+                          "speaker's reward, average over the message's prefixes", False)
     temperature: float = doc("gumbel: Gumbel-softmax temperature at step 0", 1.0, low=0.0, low_open=True, continuous=True)
     temperature_decay: float = doc("gumbel: temperature multiplied by this every step (EGG's TemperatureUpdater)", 1.0,
                                    low=0.0, high=1.0, low_open=True, continuous=True)
@@ -225,7 +227,8 @@ class Trainer:
             key_speak, key_reward = jax.random.split(key)
             sender = self.agents.sender(sender_params)
             message = c.estimator.speak(own["estimator"], sender, episodes.target, key_speak, state.step, hp_train)
-            ro = rollout(self.agents.receiver(receiver_params), episodes, message, self.game.kind)
+            ro = rollout(self.agents.receiver(receiver_params), episodes, message, self.game.kind,
+                         impatient=self.config.train.impatient)
             weights = jax.lax.stop_gradient(c.objective.weights(own["objective"], -ro.log_rho, groups, ids, hp_objective)
                                             * c.sampler.weights(own["sampler"], ids, state.step, hp_curriculum))
             context = Context(sender, episodes.target, ids, state.step, key_reward, hparams, read)
