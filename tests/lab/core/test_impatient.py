@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import games
+import lab
 from lab import config
 from lab.core.agents import Agents, AgentsConfig, make_message
 from lab.core.rollout import prefix_log_rho, rollout
@@ -40,6 +41,5 @@ def test_an_impatient_run_trains():
                                  "agents.max_len=3", "agents.hidden_size=16", "agents.embedding_size=8", "train.steps=20",
                                  "train.eval_every=20", "train.seeds=1", "train.batch_size=16"])
     assert cfg.train.impatient is True
-    import lab
-    state, history = lab.train_population(cfg)
+    state, history = lab.train_seeds(cfg)
     assert np.isfinite(np.asarray(history["train"]["loss"])).all()
