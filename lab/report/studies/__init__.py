@@ -11,12 +11,15 @@ from typing import Callable
 
 from lab.experiment.config import ConfigError
 from lab.experiment.execute import setup
-from lab.report.studies import coadaptation, curriculum_adam, dro, merging
+from lab.report.studies import coadaptation, curriculum_adam, dro, iterated_learning, merging, teacher_hacking
 from lab.report.studies.common import Declaration, Study
 
-DECLARATIONS: dict[str, Declaration] = {module.STUDY.name: module.STUDY for module in (coadaptation, curriculum_adam, dro, merging)}
+DECLARATIONS: dict[str, Declaration] = {module.STUDY.name: module.STUDY for module in
+                                         (coadaptation, curriculum_adam, dro, merging, teacher_hacking, iterated_learning)}
 STUDIES: dict[str, Callable[..., Study]] = {"coadaptation": coadaptation.coadaptation, "curriculum-adam": curriculum_adam.curriculum_adam,
-                                            "dro": dro.dro, "merging": merging.merging}
+                                            "dro": dro.dro, "merging": merging.merging,
+                                            "teacher-hacking": teacher_hacking.teacher_hacking,
+                                            "iterated-learning": iterated_learning.iterated_learning}
 PRESETS: dict[str, tuple[str, ...]] = {name: tuple(spec.presets) for name, spec in DECLARATIONS.items()}
 
 
