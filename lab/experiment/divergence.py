@@ -28,12 +28,13 @@ class Tracker:
     def diverged(self) -> np.ndarray:
         return self.step >= 0
 
-    def update(self, step: int, batch: dict | None, finite: dict, metrics: dict) -> None:
+    def update(self, step: int, batch: dict | None, finite: dict, metrics: dict, frozen: np.ndarray | None = None) -> None:
         """At the evaluation of `step`: `batch` the step statistics of the block before it (None at the first),
-        `finite` the programs' flags `{senders, receivers}: [runs]`, `metrics` `{split: {metric: [runs, ...]}}`."""
+        `finite` the programs' flags `{senders, receivers}: [runs]`, `metrics` `{split: {metric: [runs, ...]}}`,
+        `frozen` the runs early stopping froze for that block (their steps report NaN: no step was taken)."""
         n = len(self.step)
         every = lambda a: np.all(np.isfinite(np.asarray(a, np.float64).reshape(n, -1)), axis=1)  # noqa: E731
-        checks = (np.ones(n, bool) if batch is None else every(batch["loss"]),
+        checks = (np.ones(n, bool) if batch is None else every(batch["loss"]) | (False if frozen is None else frozen),
                   np.asarray(finite["senders"], bool), np.asarray(finite["receivers"], bool),
                   np.all([every(values["loss"]) for values in metrics.values() if "loss" in values], axis=0))
         for quantity, ok in enumerate(checks):

@@ -258,7 +258,7 @@ def train_runs(trainer: Trainer, keys: jax.Array, hparams, size: int | None = No
     init, evaluation, steps = compile_run(trainer, keys[0], hparams[0], agents[0], **out)
     states = [init(*group) for group in zip(keys, hparams, agents)]
     history, stop = [], trainer.config.train.stop_accuracy > 0
-    divergence, batch_before = Tracker(lay.size), None
+    divergence, batch_before, frozen = Tracker(lay.size), None, None
     for index in range(trainer.n_evals + 1):
         states, metrics = zip(*(evaluation(state, key) for state, key in zip(states, keys)))
         stopped = np.zeros(lay.size, bool)
@@ -272,9 +272,9 @@ def train_runs(trainer: Trainer, keys: jax.Array, hparams, size: int | None = No
             batch = [Packed(np.full(template.vector.shape, np.nan, np.float32), template.spec)] * len(states)
         measured, batch = lay.join(list(zip(metrics, batch)))
         (metrics, finite_agents), batch = measured.unpack(), batch.unpack()
-        divergence.update(index * trainer.config.train.eval_every, batch_before, finite_agents, metrics)
+        divergence.update(index * trainer.config.train.eval_every, batch_before, finite_agents, metrics, frozen)
         history.append(dict(metrics, batch=batch))
-        batch_before = batch
+        batch_before, frozen = batch, stopped
         every_run_done = index < trainer.n_evals and bool(np.all(stopped | divergence.diverged))
         if every_run_done:
             # the later evaluations repeat this one, as the pure function's do (the same state and evaluation key); the

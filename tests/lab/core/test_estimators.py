@@ -83,3 +83,17 @@ def test_early_stopping_freezes_each_run_at_the_threshold():
     assert seen == list(range(trainer.n_evals + 1))
     np.testing.assert_allclose(loop_history["train"]["accuracy"], accuracy, atol=1e-6)
     np.testing.assert_array_equal(loop_state.stop_step, state.stop_step)
+
+
+def test_a_run_stopped_before_the_others_is_not_called_diverged():
+    """A frozen run's steps report NaN (it takes none): the runner's divergence check must not read that as a loss gone
+    non-finite while the other runs go on (one run here barely learns: a learning rate of 1e-7)."""
+    from lab.experiment.execute import train_runs
+
+    cfg = lab.load(overrides=TINY + ["train.steps=600", "train.eval_every=50", "train.stop_accuracy=0.6"])
+    trainer = lab.make_trainer(cfg)
+    slow = {"train.lr": jnp.array([0.01, 1e-7])}
+    state, history = train_runs(trainer, lab.seed_keys(cfg), lab.with_values(lab.hparams_from_config(cfg, 2), slow))
+    assert int(state.stop_step[0]) > 0 and int(state.stop_step[1]) == -1  # the first stopped, the second trained on
+    assert np.all(np.isnan(history["batch"]["loss"][0, -1])) and np.all(np.isfinite(history["batch"]["loss"][1, 1:]))
+    np.testing.assert_array_equal(history["divergence"]["step"], [-1, -1])
