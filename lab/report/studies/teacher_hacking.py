@@ -46,7 +46,7 @@ import jax
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from matplotlib.ticker import NullFormatter, ScalarFormatter
+from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
 from lab.core.hparams import hparams_from_config
 from lab.core.trainer import seed_keys
@@ -187,6 +187,14 @@ def curves(table: pd.DataFrame) -> pd.DataFrame:
     return out[["proxy mean", "proxy se", "golden mean", "golden se"]].reset_index()
 
 
+def plain_log_ticks(axis) -> None:
+    """Plain numbers at 1, 2 and 5 of each decade of a log axis (a range within one decade has no power of 10 to label),
+    none at the other minor ticks (they would overlap)."""
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FormatStrFormatter("%g"))
+    axis.set_minor_formatter(NullFormatter())
+
+
 def curves_figure(result: Result, path: Path) -> None:
     """Proxy and golden distance against steps, log-log, a panel per condition; thin lines are seeds."""
     numbers, seeds = curves(result.table), result.seeds
@@ -205,8 +213,7 @@ def curves_figure(result: Result, path: Path) -> None:
         ax.axhline(mine["teacher golden"].mean(), color="tab:red", ls=":", lw=1, label="teacher's golden")
         ax.axvline(mine["golden min step"].median(), color="grey", ls="--", lw=1, label="golden minimum (median)")
         ax.set(xscale="log", yscale="log", xlabel="distillation step", title=condition)
-        ax.yaxis.set_major_formatter(ScalarFormatter())
-        ax.yaxis.set_minor_formatter(NullFormatter())
+        plain_log_ticks(ax.yaxis)
     axes[0][0].set_ylabel("nats per message, held-out objects")
     axes[0][-1].legend(fontsize=7)
     fig.tight_layout()
@@ -224,9 +231,8 @@ def proxy_golden_figure(result: Result, path: Path) -> None:
         ax.plot(own.loc[lowest, "proxy mean"], own.loc[lowest, "golden mean"], "o", mfc="none", ms=10, color=line.get_color())
     ax.set(xscale="log", yscale="log", xlabel="proxy: KL(teacher || student), nats", ylabel="golden: KL(oracle || student), nats",
            title="training runs right to left; circles: golden minimum")
-    for axis in (ax.xaxis, ax.yaxis):  # plain numbers at the major ticks only: minor labels on a log axis overlap
-        axis.set_major_formatter(ScalarFormatter())
-        axis.set_minor_formatter(NullFormatter())
+    for axis in (ax.xaxis, ax.yaxis):
+        plain_log_ticks(axis)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
