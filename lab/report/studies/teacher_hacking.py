@@ -24,6 +24,8 @@ Claims, each judged by the shared rule (lab.report.studies.common) over seeds (a
 of a seed distils the same teacher, from the same initial student, about the same objects):
 
 1. offline data shows hacking: the golden distance ends above its minimum (relative rise), while the proxy falls;
+   and the student ends farther from the oracle than its teacher is (a student that merely converged to its teacher
+   would end at the teacher's distance);
 2. online data removes it: a smaller rise than offline's of the same seed, and a lower final golden distance;
 3. diversity reduces it: the offline corpus with more objects (fewer messages each) rises less and ends lower than the
    one with fewer objects.
@@ -83,8 +85,10 @@ CONDITIONS = {
 BASELINE = "offline"
 MARGINS = {"rise": 0.1, "nats": 0.1}  # a 10% rise of the golden distance; a tenth of a nat per message
 CLAIMS = (
-    Claim("1", "offline data shows teacher hacking: the golden distance ends above its minimum", "golden rise",
+    Claim("1a", "offline data shows teacher hacking: the golden distance ends above its minimum", "golden rise",
           MARGINS["rise"], conditions=(BASELINE,), baseline=None),
+    Claim("1b", "the offline student ends farther from the oracle than its teacher", "golden final - teacher golden",
+          MARGINS["nats"], conditions=(BASELINE,), baseline=None, unit=" nats"),
     Claim("2a", "online data removes it: the golden distance rises less than offline", "golden rise", MARGINS["rise"],
           conditions=("online_teacher", "online_student"), baseline=BASELINE, sign=-1),
     Claim("2b", "online data ends closer to the oracle than offline", "golden final", MARGINS["nats"],
