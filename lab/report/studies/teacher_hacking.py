@@ -13,7 +13,8 @@ by token-level forward KL (the paper's default) on N train objects, from each da
 * online_teacher: fresh teacher messages every step, for the same N objects;
 * online_student: the student's own messages, scored by the teacher (on-policy, as GKD);
 * offline, fewer objects: the same corpus size N x M with 4 times fewer objects and 4 times more messages each
-  (less diversity; the paper finds diversity to be what prevents hacking).
+  (less diversity; the paper finds diversity to be what prevents hacking);
+* online_teacher and online_student, fewer objects: the online sources on that smaller bottleneck of N / 4 objects.
 
 Over the steps (log-spaced), on the held-out objects: proxy = KL(teacher || student) and golden = KL(oracle ||
 student), nats per message, estimated on fixed teacher and oracle messages. Teacher hacking is read the paper's two
@@ -26,7 +27,8 @@ of a seed distils the same teacher, from the same initial student, about the sam
 1. offline data shows hacking: the golden distance ends above its minimum (relative rise), while the proxy falls;
    and the student ends farther from the oracle than its teacher is (a student that merely converged to its teacher
    would end at the teacher's distance);
-2. online data removes it: a smaller rise than offline's of the same seed, and a lower final golden distance;
+2. online data removes it: a smaller rise than offline's of the same seed, and a lower final golden distance, at
+   both bottlenecks;
 3. diversity reduces it: the offline corpus with more objects (fewer messages each) rises less and ends lower than the
    one with fewer objects.
 
@@ -90,6 +92,8 @@ CONDITIONS = {
     "online_student": ["transmission.data=online_student", f"transmission.n_objects={N}"],
     "offline, fewer objects": ["transmission.data=offline", f"transmission.n_objects={N // 4}",
                                f"transmission.samples_per_object={4 * M}"],
+    "online_teacher, fewer objects": ["transmission.data=online_teacher", f"transmission.n_objects={N // 4}"],
+    "online_student, fewer objects": ["transmission.data=online_student", f"transmission.n_objects={N // 4}"],
 }
 BASELINE = "offline"
 MARGINS = {"rise": 0.1, "nats": 0.1}  # a 10% rise of the golden distance; a tenth of a nat per message
@@ -102,6 +106,9 @@ CLAIMS = (
           conditions=("online_teacher", "online_student"), baseline=BASELINE, sign=-1),
     Claim("2b", "online data ends closer to the oracle than offline", "golden final", MARGINS["nats"],
           conditions=("online_teacher", "online_student"), baseline=BASELINE, sign=-1, unit=" nats"),
+    Claim("2c", "at the smaller bottleneck too, online data ends closer to the oracle than offline", "golden final",
+          MARGINS["nats"], conditions=("online_teacher, fewer objects", "online_student, fewer objects"),
+          baseline="offline, fewer objects", sign=-1, unit=" nats"),
     Claim("3a", "more diverse data (more objects, fewer messages each) rises less", "golden rise", MARGINS["rise"],
           conditions=(BASELINE,), baseline="offline, fewer objects", sign=-1),
     Claim("3b", "more diverse data ends closer to the oracle", "golden final", MARGINS["nats"], conditions=(BASELINE,),

@@ -18,7 +18,8 @@ def hacking_runs(steps: np.ndarray, n_seeds: int = 3) -> th.Trained:
     proxy = 8.0 * np.maximum(steps, 1) ** -0.7  # falls throughout
     histories = {}
     for condition, rise in (("offline", 0.5), ("online_teacher", 0.05), ("online_student", 0.05),
-                            ("offline, fewer objects", 0.8)):
+                            ("offline, fewer objects", 0.8), ("online_teacher, fewer objects", 0.05),
+                            ("online_student, fewer objects", 0.05)):
         growth = np.clip(np.log(np.maximum(steps, 1) / 100) / np.log(steps[-1] / 100), 0, 1)
         after = golden_law[steps == 100][0] * (1 + rise * growth)
         golden = np.where(steps <= 100, golden_law, after)
@@ -53,7 +54,7 @@ def test_teacher_hacking_reads_the_turn_and_the_departure_off_the_curves():
     assert set(two["condition"]) == {"online_teacher", "online_student"} and set(two["call"]) == {common.REPRODUCED}
     table = th.tidy(trained)
     numbers = th.curves(table)
-    assert numbers.groupby("condition").size().tolist() == [len(steps)] * 4
+    assert numbers.groupby("condition").size().tolist() == [len(steps)] * 6
     assert set(table["split"]) == {"test", "train", "all", "batch"}
 
 
