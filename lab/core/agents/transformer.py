@@ -1,11 +1,15 @@
 """Transformer agents (Flax NNX), implementing the protocol of lab.core.agents.protocol.
 
-Sender: a causal decoder conditioned on the object. Its input sequence is the object (its features,
-one-hot attributes `[K*V]`, -> linear, in the place of a start symbol) followed by the symbols it has said; the output
-at position t is pi(m_t | x, m_<t):
+Sender: a causal decoder conditioned on the object. Its inputs are a start symbol followed by the
+symbols it has said, each embedded, plus its position, plus the object (its features, one-hot
+attributes `[K*V]`, -> linear); the output at position t is pi(m_t | x, m_<t):
 
-    inputs  [x,   m_0, ..., m_{T-2}] + positions
-    outputs [m_0, m_1, ..., m_{T-1}]
+    inputs  [start, m_0, ..., m_{T-2}] + positions + x
+    outputs [m_0,   m_1, ..., m_{T-1}]
+
+The object enters every position, not only the first: given once, in the place of the start symbol,
+it reaches later positions only through attention, and such senders learned less (K=2, V=4, one
+block of width 32, 4 seeds, 600 steps: train accuracy 0.31-0.92, mean 0.60, against 0.69-0.85, mean 0.75).
 
 Speaking is one position at a time, each layer's keys and values of the earlier positions kept in
 a cache; scoring given messages (`symbol_log_probs`, `log_prob`) is one causal pass over all
@@ -88,8 +92,8 @@ class TransformerSender(nnx.Module, Sender):
                  heads: int, *, rngs: nnx.Rngs):
         self.features = features  # objects [B, ...] -> [B, n_features]
         self.vocab_size, self.max_len = vocab_size, max_len
-        self.encoder = nnx.Linear(n_features, width, rngs=rngs)  # the object: the first input
-        self.embedding = nnx.Param(nnx.initializers.normal(1.0)(rngs.params(), (vocab_size, width)))
+        self.encoder = nnx.Linear(n_features, width, rngs=rngs)  # the object, added to every input
+        self.embedding = nnx.Param(nnx.initializers.normal(1.0)(rngs.params(), (vocab_size + 1, width)))  # +1: start symbol
         self.position = nnx.Param(nnx.initializers.normal(1.0)(rngs.params(), (max_len, width)))
         self.blocks = _stack(width, layers, heads, rngs)
         self.norm = nnx.LayerNorm(width, rngs=rngs)
@@ -104,11 +108,10 @@ class TransformerSender(nnx.Module, Sender):
         return jax.nn.log_softmax(self.head(self.norm(x)))
 
     def symbol_log_probs(self, objects: jax.Array, messages: jax.Array) -> jax.Array:
-        """log pi(s | x, m_<t) `[B, T, vocab]`: one causal pass over the object and `messages[:, :-1]`."""
+        """log pi(s | x, m_<t) `[B, T, vocab]`: one causal pass over the start symbol and `messages[:, :-1]`."""
         length = messages.shape[1]
-        said = jax.nn.one_hot(messages[:, :-1], self.vocab_size) @ self.embedding[...]  # [B, T - 1, width]
-        x = jnp.concatenate([self.encoder(self.features(objects))[:, None], said], axis=1)
-        x = x + self.position[:length]
+        said = jnp.concatenate([jnp.full_like(messages[:, :1], self.vocab_size), messages[:, :-1]], axis=1)  # start first
+        x = jax.nn.one_hot(said, self.vocab_size + 1) @ self.embedding[...] + self.position[:length] + self.encoder(self.features(objects))[:, None]
         mask = causal_mask(length, length)
         for block in self.blocks:
             x = block(x, mask)
@@ -123,7 +126,8 @@ class TransformerSender(nnx.Module, Sender):
     def decode(self, objects: jax.Array, choose: Choose, xs, unroll: bool = True) -> tuple[jax.Array, jax.Array]:
         length = self.max_len if xs is None else jax.tree.leaves(xs)[0].shape[0]
         batch = objects.shape[0]
-        first = (self.encoder(self.features(objects)) + self.position[0])[:, None]  # [B, 1, width]
+        conditioning = self.encoder(self.features(objects))[:, None]  # [B, 1, width]
+        first = self.embedding[self.vocab_size] + self.position[0] + conditioning
         empty = [(jnp.zeros((batch, length, block.heads, first.shape[-1] // block.heads), first.dtype),) * 2
                  for block in self.blocks]
 
@@ -136,7 +140,8 @@ class TransformerSender(nnx.Module, Sender):
             log_p = self._log_p(x[:, 0])  # [B, vocab]
             one_hot = choose(log_p, x_t)
             position = jax.lax.dynamic_index_in_dim(self.position[...], jnp.minimum(t + 1, length - 1), keepdims=True)
-            return ((one_hot @ self.embedding[...])[:, None] + position, caches), (log_p, one_hot)
+            said = (one_hot @ self.embedding[:self.vocab_size])[:, None]
+            return (said + position + conditioning, caches), (log_p, one_hot)
 
         _, (log_p, one_hot) = jax.lax.scan(body, (first, empty), (jnp.arange(length), xs), unroll=unroll)
         return log_p.swapaxes(0, 1), one_hot.swapaxes(0, 1)  # [B, T, vocab]
