@@ -32,7 +32,8 @@ __all__ = ["ARCHITECTURES", "CELLS", "Agents", "AgentsConfig", "Features", "Mess
 
 @dataclass(frozen=True)
 class AgentsConfig:
-    cell: str = doc("architecture of sender and receiver: a recurrent cell (gru, lstm) or transformer", "gru", choices=CELLS)
+    cell: str = doc("architecture of sender and receiver: a recurrent cell (gru, lstm) or transformer (train it at "
+                    "train.lr=0.001: at REINFORCE's 3e-3 its senders settle on ambiguous languages)", "gru", choices=CELLS)
     hidden_size: int = doc("hidden units of both recurrent cells", 128, low=1)
     embedding_size: int = doc("symbol embedding size of the recurrent cells", 32, low=1)
     vocab_size: int = doc("symbols, EOS (symbol 0) included", 10, low=2)
@@ -41,7 +42,9 @@ class AgentsConfig:
                            "max_len, about a second a position on 2 CPU cores")
     width: int = doc("transformer: model width (symbol embeddings, attention, residual stream; the MLP is 4 x width)",
                      64, low=1)
-    layers: int = doc("transformer: blocks of the sender's decoder and of the receiver's encoder", 2, low=1)
+    # one block: on the default game at train.lr=0.001 two learned no faster (2 seeds, 600 steps: train accuracy 0.63 and
+    # 0.58 against 0.64 and 0.86) at twice the compute
+    layers: int = doc("transformer: blocks of the sender's decoder and of the receiver's encoder", 1, low=1)
     heads: int = doc("transformer: attention heads per block (they split the width)", 4, low=1)
 
     def validate(self, config) -> None:
