@@ -21,10 +21,10 @@ in (lab.curriculum) through `bandit.observe` and `commentary.record`.
 
 from curricula import bandit, commentary, pacing, self_paced, weighting
 from curricula.base import Sampler, Stats, distribution_entropy, identity
-from curricula.config import KINDS, CurriculumConfig, chance_loss, make_sampler
+from curricula.config import KINDS, CurriculumConfig, make_sampler
 from curricula.pacing import ORDERS, competence
 
 __all__ = [
-    "Sampler", "Stats", "identity", "distribution_entropy", "competence", "CurriculumConfig", "make_sampler", "chance_loss",
+    "Sampler", "Stats", "identity", "distribution_entropy", "competence", "CurriculumConfig", "make_sampler",
     "KINDS", "ORDERS", "bandit", "commentary", "pacing", "self_paced", "weighting",
 ]

@@ -3,7 +3,7 @@
 A small network (the commentary) gives every example a weight from what the example is and how
 far training has gone,
 
-    w(x, t) = 2 sigmoid(MLP([onehot(x), t / T])),    normalised per batch (curricula.weighting),
+    w(x, t) = 2 sigmoid(MLP([features(x), t / T])),    normalised per batch (curricula.weighting),
 
 and is meta-learned: starting from the agents' current parameters theta, take a few training
 steps on weighted batches, theta_{i+1} = theta_i - lr * grad sum_b w_b l_b(theta_i) / (sqrt(v_hat) + eps),
@@ -35,12 +35,6 @@ from curricula.base import Sampler, Stats
 from curricula.weighting import normalise
 
 
-def features(objects: np.ndarray, n_values: int) -> np.ndarray:
-    """`[n, K * V]` what the commentary sees of each train object: its one-hot attributes."""
-    objects = np.asarray(objects)
-    return np.eye(n_values, dtype=np.float32)[objects].reshape(len(objects), -1)
-
-
 def network_init(key: jax.Array, n_features: int, hidden: int) -> dict:
     """MLP [features, progress] -> tanh hidden -> one logit; the output layer at zero (every weight 1)."""
     scale = 1.0 / jnp.sqrt(n_features + 1.0)
@@ -62,9 +56,10 @@ def weights_of(params: dict, x: jax.Array, progress: jax.Array, drift, shuffle, 
     return normalise(w, drift)
 
 
-def commentary(objects: np.ndarray, n_values: int, train_steps: int, hidden: int = 16) -> Sampler:
-    """Commentary weights over the train `objects`; draws follow the world's distribution unchanged."""
-    x_all = jnp.asarray(features(objects, n_values))
+def commentary(features: np.ndarray, train_steps: int, hidden: int = 16) -> Sampler:
+    """Commentary weights over the train objects, seen as `features [n_train, F]` (what an agent sees of each: the game's
+    `features`, one-hot attributes in the games over objects); draws follow the world's distribution unchanged."""
+    x_all = jnp.asarray(features, jnp.float32)
     meta_optimizer = optax.scale_by_adam()
 
     def weights(state, ids, step, hp):

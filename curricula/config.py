@@ -10,16 +10,18 @@ arrays in `hp["curriculum"]`, so one compiled call can vary them across runs; th
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
+
+import numpy as np
 
 from curricula.bandit import bandit
 from curricula.base import Sampler, identity
 from curricula.commentary import commentary
 from curricula.pacing import ORDERS, PACED, paced
 from curricula.self_paced import self_paced
-from games.difficulty import AXES, TARGET_AXES, axes_of, buckets, default_axis, make_axis
+from games.difficulty import AXES, TARGET_AXES, buckets, make_axis
 from games.fields import ConfigError, doc
+from games.registry import game_class
 
 KINDS = ("uniform",) + PACED + ("bandit", "self_paced", "commentary")
 AXIS_KINDS = PACED + ("bandit",)  # the schedulers that index a difficulty axis
@@ -33,8 +35,9 @@ class CurriculumConfig:
                     "self_paced (loss threshold that grows, Kumar et al. 2010); commentary (meta-learned example weights, "
                     "Raghu et al. 2021)", "uniform", choices=KINDS)
     axis: str = doc("difficulty axis (games.difficulty): values (values per attribute in play: a world that grows), rarity "
-                    "(-log p(x), needs game.distribution=zipf), distractors and similarity (discrimination); auto: values "
-                    "for reconstruction, distractors for discrimination", "auto", choices=("auto",) + AXES)
+                    "(-log p(x), needs game.distribution=zipf), distractors and similarity (discrimination; features: "
+                    "distractors); auto: the game's own (values for reconstruction, distractors for discrimination and "
+                    "features)", "auto", choices=("auto",) + AXES)
     order: str = doc("competence, baby_steps, one_pass: easy_first; hard_first (anti-curriculum); random (the same pacing "
                      "over a random order of the units, Wu et al. 2021)", "easy_first", choices=ORDERS)
     initial: float = doc("competence c0 at step 0, the fraction of the data in play (Platanios et al. used 0.01); "
@@ -66,14 +69,14 @@ class CurriculumConfig:
 
     def axis_of(self, game_config) -> str:
         """The axis this curriculum indexes in the game `game_config` (`auto` resolved)."""
-        return default_axis(game_config.kind) if self.axis == "auto" else self.axis
+        return game_class(game_config.kind).DEFAULT_AXIS if self.axis == "auto" else self.axis
 
     def validate(self, config) -> None:
         g = config.game
-        axis = self.axis_of(g)
-        if axis not in axes_of(g.kind):
+        axis, axes = self.axis_of(g), game_class(g.kind).AXES
+        if axis not in axes:
             raise ConfigError(f"curriculum.axis={self.axis!r}: the {g.kind} game has no such difficulty axis; "
-                              f"allowed: {', '.join(('auto',) + axes_of(g.kind))}")
+                              f"allowed: {', '.join(('auto',) + axes)}")
         if axis == "rarity" and self.kind in AXIS_KINDS and g.distribution == "uniform":
             raise ConfigError("curriculum.axis='rarity': every object is equally rare under game.distribution='uniform'; "
                               "use game.distribution=zipf or another axis")
@@ -89,20 +92,14 @@ def _levels(axis: str, game_config) -> int:
     return game_config.n_distractors if axis == "distractors" else game_config.n_attributes
 
 
-def chance_loss(game_config) -> float:
-    """The loss of a listener that guesses uniformly: K log V (reconstruction), log(n_distractors + 1) (discrimination)."""
-    g = game_config
-    return g.n_attributes * math.log(g.n_values) if g.kind == "reconstruction" else math.log(g.n_distractors + 1)
-
-
-def make_sampler(config: CurriculumConfig, world, game_config, train_steps: int, n_examples: int) -> Sampler:
-    """The sampler `config` describes in `world`; `n_examples`: ids per step (pairs x batch size)."""
+def make_sampler(config: CurriculumConfig, world, game, game_config, train_steps: int, n_examples: int) -> Sampler:
+    """The sampler `config` describes for `game` in `world`; `n_examples`: ids per step (pairs x batch size)."""
     if config.kind == "uniform":
         return identity()
     if config.kind == "self_paced":
-        return self_paced(len(world.train), chance_loss(game_config), train_steps)
+        return self_paced(len(world.train), game.chance_loss, train_steps)
     if config.kind == "commentary":
-        return commentary(world.train_objects, game_config.n_values, train_steps, config.meta_hidden)
+        return commentary(np.asarray(game.features(world.train_objects)), train_steps, config.meta_hidden)
     axis = make_axis(config.axis_of(game_config), world, game_config)
     if config.kind == "bandit":
         if len(set(buckets(axis.scores, axis.prior, config.buckets).tolist())) < 2:

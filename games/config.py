@@ -1,4 +1,4 @@
-"""The `game` config section: the world (objects, split, input distribution) and the game played in it."""
+"""The `game` config section: the world (referents, split, input distribution) and the game played in it."""
 
 from __future__ import annotations
 
@@ -6,24 +6,30 @@ from dataclasses import dataclass
 
 from games.fields import ConfigError, doc
 from games.groups import GROUPINGS
-from games.objects import n_possible
+from games.registry import GAMES, game_class
 from games.splits import SPLIT_KINDS, n_test_objects
 
 
 @dataclass(frozen=True)
 class GameConfig:
-    kind: str = doc("game: reconstruction (listener rebuilds the object) or discrimination (listener picks it among candidates)",
-                    "reconstruction", choices=("reconstruction", "discrimination"))
+    kind: str = doc("game: reconstruction (listener rebuilds the object), discrimination (listener picks it among "
+                    "candidates) or features (discrimination over the feature vectors of game.features)",
+                    "reconstruction", choices=tuple(GAMES))
     n_attributes: int = doc("K, attributes per object", 4, low=1)
     n_values: int = doc("V, values per attribute", 4, low=1)
-    n_objects: int = doc("objects in the world: 0 for all V^K, else that many distinct sampled ones", 0, low=0)
-    split: str = doc("train/test split: compositional (test = unseen combinations), iid, or none", "compositional",
+    n_objects: int = doc("objects in the world: 0 for all V^K (features: every row), else that many distinct sampled ones",
+                         0, low=0)
+    split: str = doc("train/test split: compositional (test = unseen combinations; features without labels: at random), "
+                     "iid, or none", "compositional",
                      choices=SPLIT_KINDS)
     test_fraction: float = doc("fraction of the objects held out for test", 0.2, low=0.0, high=1.0, low_open=True, high_open=True)
     distribution: str = doc("input distribution over train objects: uniform or zipf", "uniform", choices=("uniform", "zipf"))
     zipf_exponent: float = doc("exponent a of the Zipf distribution p(rank r) ∝ r^-a", 1.0, low=0.0)
-    n_distractors: int = doc("discrimination: distractors shown beside the target", 4, low=1)
+    n_distractors: int = doc("discrimination, features: distractors shown beside the target", 4, low=1)
     hard_negatives: bool = doc("discrimination: favour distractors that share attributes with the target", False)
+    features: str = doc("features: .npy file of the referents' feature vectors [n, d] float32 (games.features)", "")
+    labels: str = doc("features: optional .npy file of integer attributes [n, K] of the referents, for topsim, posdis, "
+                      "bosdis, compositional splits and attribute groups", "")
     seed: int = doc("seed of the world: object sample, split, distribution", 0, low=0)
     groups: str = doc("groups of objects for worst-group metrics and Group DRO (games.groups): none (one group); attribute "
                       "(one per value of game.group_attribute); frequency (game.frequency_bins equal-size bins by training "
@@ -34,35 +40,21 @@ class GameConfig:
 
     @property
     def n_total(self) -> int:
-        """Objects in the world."""
-        return self.n_objects or n_possible(self.n_attributes, self.n_values)
+        """Objects (referents) in the world."""
+        return game_class(self.kind).n_referents(self)
 
     @property
     def n_train(self) -> int:
-        return self.n_total - (n_test_objects(self.n_total, self.test_fraction) if self.split != "none" else 0)
+        return game_class(self.kind).n_train(self)
 
     def validate(self, config=None) -> None:
-        """Checks across the fields of this section (single fields are checked as they are read)."""
-        possible = n_possible(self.n_attributes, self.n_values)
-        if self.n_objects and possible >= 2**62:
-            raise ConfigError(f"game.n_attributes={self.n_attributes}, game.n_values={self.n_values}: V^K = {possible:.3g} "
-                              f"objects; sampled objects are drawn as 64-bit codes, so V^K must be below 2^62")
-        if self.n_objects > possible:
-            raise ConfigError(f"game.n_objects={self.n_objects}: more than the {possible} distinct objects V^K "
-                              f"(n_values={self.n_values}, n_attributes={self.n_attributes}); allowed 0..{possible}")
+        """Checks across the fields of this section (single fields are checked as they are read); the kind's own first."""
+        game_class(self.kind).validate(self)
         if self.split != "none" and n_test_objects(self.n_total, self.test_fraction) < 1:
             raise ConfigError(f"game.test_fraction={self.test_fraction}: holds out no object of {self.n_total}; raise it")
-        if self.split == "compositional" and self.n_attributes < 2:
-            raise ConfigError(f"game.split='compositional' needs game.n_attributes >= 2, got {self.n_attributes}; use split=iid")
-        if self.group_attribute >= self.n_attributes:
-            raise ConfigError(f"game.group_attribute={self.group_attribute}: no such attribute; allowed 0..{self.n_attributes - 1} "
-                              f"(game.n_attributes={self.n_attributes})")
         if self.groups == "frequency" and self.distribution == "uniform":
             raise ConfigError("game.groups='frequency' needs game.distribution='zipf': under a uniform distribution every "
                               "object is equally frequent")
         if self.groups == "frequency" and self.frequency_bins > self.n_train:
             raise ConfigError(f"game.frequency_bins={self.frequency_bins}: more bins than the {self.n_train} train objects, "
                               f"so some bins would have no examples; allowed 2..{self.n_train}")
-        if self.kind == "discrimination" and self.n_distractors + 1 > self.n_train:
-            raise ConfigError(f"game.n_distractors={self.n_distractors}: needs at least {self.n_distractors + 1} train objects, "
-                              f"the split leaves {self.n_train}")

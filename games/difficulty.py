@@ -3,13 +3,16 @@
 An axis is a set of *units* a curriculum distributes its draws over, each with a difficulty
 score (higher is harder) and a prior (how often the unit is played without a curriculum):
 
-* target axes, whose units are the train objects (either game; the prior is the world's train
-  distribution, and a distribution q over them becomes `EnvParams.probs`):
-  - `values`: the values per attribute an object needs in play, max_k x_k + 1. A curriculum that
-    admits the lowest levels first plays a world that grows value by value;
+Each game kind names the axes it has and its default (`AXES`, `DEFAULT_AXIS` of its class,
+games.registry); this module builds them:
+
+* target axes, whose units are the train objects (the prior is the world's train distribution,
+  and a distribution q over them becomes `EnvParams.probs`):
+  - `values`: the values per attribute an object needs in play, max_k x_k + 1 (of its attributes).
+    A curriculum that admits the lowest levels first plays a world that grows value by value;
   - `rarity`: -log p(x) under the world's (skewed: game.distribution=zipf) train distribution;
     rare objects are hard (Platanios et al. 2019's word rarity, for objects);
-* episode axes of the discrimination game, whose units are levels (uniform prior; q becomes
+* episode axes of a referential game, whose units are levels (uniform prior; q becomes
   a per-episode distribution over levels in `EnvParams`):
   - `distractors`: d = 1..n_distractors distractors shown beside the target (`shown_probs`);
   - `similarity`: the distractors share at most s = 0..K-1 attributes with the target
@@ -39,19 +42,11 @@ import jax
 import numpy as np
 
 from games.lewis import EnvParams
+from games.registry import game_class
 
 TARGET_AXES = ("values", "rarity")
 EPISODE_AXES = ("distractors", "similarity")
 AXES = TARGET_AXES + EPISODE_AXES
-
-
-def axes_of(kind: str) -> tuple[str, ...]:
-    """The difficulty axes a game kind has."""
-    return TARGET_AXES + EPISODE_AXES if kind == "discrimination" else TARGET_AXES
-
-
-def default_axis(kind: str) -> str:
-    return "distractors" if kind == "discrimination" else "values"
 
 
 class Axis(NamedTuple):
@@ -85,15 +80,16 @@ def rarity(probs: np.ndarray) -> np.ndarray:
 
 
 def make_axis(name: str, world, game_config) -> Axis:
-    """The axis `name` of the game `game_config` played in `world` (names: `axes_of(game_config.kind)`)."""
-    if name not in axes_of(game_config.kind):
-        raise ValueError(f"the {game_config.kind} game has no difficulty axis {name!r}; it has {', '.join(axes_of(game_config.kind))}")
+    """The axis `name` of the game `game_config` played in `world` (names: the `AXES` of its kind's class)."""
+    axes = game_class(game_config.kind).AXES
+    if name not in axes:
+        raise ValueError(f"the {game_config.kind} game has no difficulty axis {name!r}; it has {', '.join(axes)}")
     prior = np.asarray(world.train_probs, np.float64)
     if name == "values":
-        return Axis(name, values_in_play(world.train_objects), prior / prior.sum(), "probs")
+        return Axis(name, values_in_play(world.attributes[world.train]), prior / prior.sum(), "probs")
     if name == "rarity":
         return Axis(name, rarity(prior / prior.sum()), prior / prior.sum(), "probs")
-    n_levels = game_config.n_distractors if name == "distractors" else game_config.n_attributes
+    n_levels = game_config.n_distractors if name == "distractors" else world.n_attributes
     levels = np.arange(1, n_levels + 1, dtype=np.float64)  # distractors shown, or the shared cap + 1
     return Axis(name, levels, np.full(n_levels, 1.0 / n_levels), "shown_probs" if name == "distractors" else "shared_probs")
 

@@ -75,8 +75,8 @@ def groups_of(world: World, config, given=None) -> np.ndarray | None:
     if config.groups == "none":
         return None
     if config.groups == "attribute":
-        groups = by_attribute(world.objects, config.group_attribute)
-        missing = sorted(set(range(config.n_values)) - set(groups[world.train].tolist()))
+        groups = by_attribute(world.attributes, config.group_attribute)
+        missing = sorted(set(range(world.n_values)) - set(groups[world.train].tolist()))
         if missing:
             raise ConfigError(f"game.group_attribute={config.group_attribute}: value {missing[0]} of that attribute "
                               f"occurs in no train object, so its group would have no examples "

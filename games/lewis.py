@@ -1,35 +1,60 @@
-"""Lewis signaling games as pure functions over pytrees (gymnax style).
+"""The game protocol and the episode machinery every Lewis signaling game shares (gymnax style: pure functions over pytrees).
 
 An episode has two turns. Turn 0: the speaker sees the target and emits a message
 `[max_len]` (symbol 0 is EOS; everything after the first EOS is dropped). Turn 1: the
-listener sees the message (and, in discrimination, the candidates) and guesses.
+listener sees the message (and, in a referential game, the candidates) and guesses.
 
-* Reconstruction: the guess is the object `[K]`; reward = fraction of attributes right.
-* Discrimination: the guess is an index into `n_distractors + 1` shuffled candidates;
-  reward = 1 if it points at the target.
+A game kind is one module with one class implementing this protocol (games.reconstruction,
+games.discrimination, games.features); games.registry maps `game.kind` to it. Nothing outside
+a kind's module asks which kind it is: it asks the game.
 
-`EnvParams` holds the object set and the distribution targets are drawn from, so a
-curriculum can change (or vmap over) what the game samples without recompiling; for
-discrimination it may also hold per-episode distributions over how many distractors are shown
-and how many attributes they may share with the target (games.difficulty: the episode axes).
+    world(config) -> World                             the referents, their split and input distribution
+    validate(config), n_referents(config)              checks of the game section; how many referents it has
+    candidates_of(config), has_attributes(config)      what the listener chooses among; whether referents have labels
+    from_config(config, world, vocab_size, max_len)    the static game
+    features(referents) -> [..., n_features] float32   what an agent sees of a referent
+    episodes(key, params, ids) -> EnvState             one episode per target id, its candidates drawn
+    read(receiver, one_hot, episodes, unroll)          the receiver's output where each message ends, log-probs
+    read_prefixes(receiver, one_hot, episodes, unroll) the same after every prefix of the message [B, T, ...]
+    outcome(log_p, episodes) -> Outcome                log rho(x|m), success, per-attribute success
+    reward(state, guess), success(state, guess)        the env step's
+    chance_loss                                        -log rho of a listener that guesses uniformly
+    AXES, DEFAULT_AXIS                                 its difficulty axes (games.difficulty)
+    DECOMPOSABLE                                       rho(.|m) is a distribution over every referent, so the
+                                                       game loss splits into L_info + L_adapt (lab.core.ideal)
+    OBJECTS                                            the referents are attribute-value objects (a person can play)
+    describe(referent), describe_guess(guess)          rendering for a person (games.gym)
+    describe_world, describe_referents, describe_split, describe_listener   the game in words (a run's report)
+
+`EnvParams` holds the referents and the distribution targets are drawn from, so a curriculum
+can change (or vmap over) what the game samples without recompiling; a referential game may
+also hold per-episode distributions over how many distractors are shown and how many
+attributes they may share with the target (games.difficulty: the episode axes).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from flax import struct
 
+from games.fields import ConfigError
 from games.messages import truncate_at_eos
+from games.objects import n_possible
+from games.splits import n_test_objects
+from games.world import World, attribute_world
 
-GAMES = ("reconstruction", "discrimination")
+
+def object_features(objects: jax.Array, n_values: int) -> jax.Array:
+    """`[..., K*V]` float32: what an agent sees of objects `[..., K]`, each attribute one-hot."""
+    return jax.nn.one_hot(objects, n_values).reshape(*objects.shape[:-1], -1)
 
 
 @struct.dataclass
 class EnvParams:
-    objects: jax.Array  # [n, K] int32, the objects episodes are drawn from
+    objects: jax.Array  # [n, ...] the referents episodes are drawn from: objects [n, K] int32, or features [n, d] float32
     probs: jax.Array  # [n] float32, p(target)
     # discrimination only; None plays the game as configured (every distractor shown, no cap)
     shown_probs: jax.Array | None = None  # [n_distractors] p(d + 1 distractors shown), drawn per episode
@@ -38,8 +63,8 @@ class EnvParams:
 
 @struct.dataclass
 class EnvState:
-    target: jax.Array  # [K]
-    candidates: jax.Array  # [n_candidates, K]; reconstruction: the target alone
+    target: jax.Array  # [...] the target referent ([K] an object)
+    candidates: jax.Array  # [n_candidates, ...]; reconstruction: the target alone
     target_index: jax.Array  # [] position of the target among the candidates
     message: jax.Array  # [max_len]
     turn: jax.Array  # [] 0 speaker, 1 listener, 2 over
@@ -57,13 +82,28 @@ class Observation:
 @struct.dataclass
 class Action:
     message: jax.Array  # [max_len] used on turn 0
-    guess: jax.Array  # reconstruction [K], discrimination [] — used on turn 1
+    guess: jax.Array  # the game's guess, `guess_shape` (reconstruction [K], referential []) — used on turn 1
+
+
+class Outcome(NamedTuple):
+    """How a batch of guesses went, per example."""
+
+    log_rho: jax.Array  # [B] log rho(x|m), the receiver's log-probability of the right guess
+    correct: jax.Array  # [B] bool, the receiver's best guess is right
+    attribute_correct: jax.Array | None  # [B, K] bool, each attribute of a reconstructed object; None: the guess has none
 
 
 class LewisGame:
-    """Static description of a game; all dynamic data lives in EnvParams / EnvState."""
+    """Static description of a game; all dynamic data lives in EnvParams / EnvState. Subclasses are the game kinds."""
 
     kind: str = ""
+    AXES: tuple[str, ...] = ("values", "rarity")  # difficulty axes a curriculum may index (games.difficulty)
+    DEFAULT_AXIS = "values"
+    DECOMPOSABLE = False
+    referent_dtype = jnp.int32
+    OBJECTS = True  # the referents are attribute-value objects [K] (False: feature vectors [d], games.features)
+    n_candidates = 1  # what the listener chooses among: more than one in a referential game
+    guess_shape: tuple[int, ...] = ()  # a guess: the index of a candidate (reconstruction: the object, [K])
 
     def __init__(self, n_attributes: int, n_values: int, vocab_size: int, max_len: int):
         self.n_attributes = n_attributes
@@ -71,11 +111,70 @@ class LewisGame:
         self.vocab_size = vocab_size
         self.max_len = max_len
 
-    n_candidates = 1
+    # -- the world and the config -----------------------------------------------------------------------
+    @staticmethod
+    def world(config) -> World:
+        """The world a `GameConfig` describes: attribute-value objects (games.world)."""
+        return attribute_world(config)
 
     @staticmethod
-    def default_params(objects, probs=None) -> EnvParams:
-        objects = jnp.asarray(objects, dtype=jnp.int32)
+    def n_referents(config) -> int:
+        return config.n_objects or n_possible(config.n_attributes, config.n_values)
+
+    @classmethod
+    def n_train(cls, config) -> int:
+        n = cls.n_referents(config)
+        return n - (n_test_objects(n, config.test_fraction) if config.split != "none" else 0)
+
+    @staticmethod
+    def candidates_of(config) -> int:
+        """What the listener of the game `config` describes chooses among per episode (`n_candidates`), without building it."""
+        return 1
+
+    @staticmethod
+    def has_attributes(config) -> bool:
+        """Whether the world's referents have integer attributes (topsim, posdis, bosdis, attribute groups read them)."""
+        return True
+
+    @classmethod
+    def validate(cls, config) -> None:
+        """Checks of the game section that depend on the kind (raise games.fields.ConfigError): here, the object space's."""
+        for field in ("features", "labels"):
+            if getattr(config, field):
+                raise ConfigError(f"game.{field}={getattr(config, field)[:80]!r}: the {cls.kind} game plays attribute-value "
+                                  f"objects; given feature vectors are game.kind=features")
+        possible = n_possible(config.n_attributes, config.n_values)
+        if config.n_objects and possible >= 2**62:
+            raise ConfigError(f"game.n_attributes={config.n_attributes}, game.n_values={config.n_values}: V^K = {possible:.3g} "
+                              f"objects; sampled objects are drawn as 64-bit codes, so V^K must be below 2^62")
+        if config.n_objects > possible:
+            raise ConfigError(f"game.n_objects={config.n_objects}: more than the {possible} distinct objects V^K "
+                              f"(n_values={config.n_values}, n_attributes={config.n_attributes}); allowed 0..{possible}")
+        if config.split == "compositional" and config.n_attributes < 2:
+            raise ConfigError(f"game.split='compositional' needs game.n_attributes >= 2, got {config.n_attributes}; "
+                              f"use split=iid")
+        if config.group_attribute >= config.n_attributes:
+            raise ConfigError(f"game.group_attribute={config.group_attribute}: no such attribute; allowed "
+                              f"0..{config.n_attributes - 1} (game.n_attributes={config.n_attributes})")
+
+    @classmethod
+    def from_config(cls, config, world: World, vocab_size: int, max_len: int) -> "LewisGame":
+        return cls(config.n_attributes, config.n_values, vocab_size, max_len)
+
+    # -- what agents see of a referent ---------------------------------------------------------------------
+    @property
+    def n_features(self) -> int:
+        return self.n_attributes * self.n_values
+
+    def features(self, referents: jax.Array) -> jax.Array:
+        """`[..., K*V]` float32: each attribute of objects `[..., K]` one-hot."""
+        return object_features(referents, self.n_values)
+
+    # -- episodes -------------------------------------------------------------------------------------------
+    @classmethod
+    def default_params(cls, objects, probs=None) -> EnvParams:
+        """The referents `objects [n, ...]` with p(target) `probs [n]` (uniform when None)."""
+        objects = jnp.asarray(objects, dtype=cls.referent_dtype)
         if probs is None:
             probs = jnp.full(objects.shape[0], 1.0 / objects.shape[0])
         return EnvParams(objects=objects, probs=jnp.asarray(probs, dtype=jnp.float32))
@@ -140,76 +239,55 @@ class LewisGame:
         key_ids, key_episodes = jax.random.split(key)
         return self.episodes(key_episodes, params, self.sample_ids(key_ids, params, batch_size))
 
+    # -- reading and scoring ---------------------------------------------------------------------------------
+    @property
+    def chance_loss(self) -> float:
+        """-log rho(x|m) of a listener that guesses uniformly."""
+        raise NotImplementedError
 
-class LewisReconstruction(LewisGame):
-    kind = "reconstruction"
+    def read(self, receiver, one_hot: jax.Array, episodes: EnvState, unroll: bool = True) -> jax.Array:
+        """The receiver's log-probabilities over guesses where each message `one_hot [B, T, vocab]` ends."""
+        raise NotImplementedError
 
-    def reward(self, state: EnvState, guess: jax.Array) -> jax.Array:
-        return jnp.mean(guess == state.target)
+    def read_prefixes(self, receiver, one_hot: jax.Array, episodes: EnvState, unroll: bool = True) -> jax.Array:
+        """The receiver's log-probabilities over guesses after each prefix m_<=t `[B, T, ...]` (an impatient listener)."""
+        raise NotImplementedError
 
-    def success(self, state: EnvState, guess: jax.Array) -> jax.Array:
-        return jnp.all(guess == state.target)
-
-
-class LewisDiscrimination(LewisGame):
-    kind = "discrimination"
-
-    def __init__(self, n_attributes, n_values, vocab_size, max_len, n_distractors: int = 4, hard_negatives: bool = False):
-        super().__init__(n_attributes, n_values, vocab_size, max_len)
-        self.n_distractors = n_distractors
-        self.hard_negatives = hard_negatives
-        self.n_candidates = n_distractors + 1
-
-    def sample_candidates(self, key, params: EnvParams, target_id) -> tuple[jax.Array, jax.Array, jax.Array]:
-        """Distractors drawn without replacement (Gumbel top-k); hard negatives favour shared attributes.
-
-        With `hard_negatives`, p(distractor) ∝ number of attributes it shares with the target
-        (objects sharing none come last), so the listener must attend to every attribute. With
-        `params.shared_probs`, a cap s ~ shared_probs pushes out objects sharing more than s
-        attributes (the least similar fill in when too few remain); with `params.shown_probs`,
-        only d ~ 1 + shown_probs distractors are shown (the target always is).
-        """
-        key_pick, key_order = jax.random.split(key)
-        objects = params.objects
-        n = objects.shape[0]
-        shared = jnp.sum(objects == objects[target_id], axis=-1)
-        if self.hard_negatives:
-            logits = jnp.where(shared > 0, jnp.log(jnp.maximum(shared, 1)), -30.0)
-        else:
-            logits = jnp.zeros(n)
-        if params.shared_probs is not None:
-            cap = jax.random.categorical(jax.random.fold_in(key, 1), jnp.log(params.shared_probs))
-            logits = logits - 1e3 * jnp.maximum(shared - cap, 0)  # soft, not -inf: too few under the cap still fill in
-        logits = jnp.where(jnp.arange(n) == target_id, -jnp.inf, logits)
-        gumbel = jax.random.gumbel(key_pick, (n,))
-        _, distractor_ids = jax.lax.top_k(logits + gumbel, self.n_distractors)
-        ids = jnp.concatenate([target_id[None], distractor_ids])
-        order = jax.random.permutation(key_order, self.n_candidates)  # candidate j is unshuffled position order[j]
-        ids = ids[order]
-        target_index = jnp.argmax(order == 0).astype(jnp.int32)
-        shown = jnp.ones(self.n_candidates, bool)
-        if params.shown_probs is not None:
-            n_shown = 1 + jax.random.categorical(jax.random.fold_in(key, 2), jnp.log(params.shown_probs))
-            shown = order <= n_shown  # the target (position 0) and the first n_shown distractors
-        return objects[ids], target_index, shown
+    def outcome(self, log_p: jax.Array, episodes: EnvState) -> Outcome:
+        raise NotImplementedError
 
     def reward(self, state: EnvState, guess: jax.Array) -> jax.Array:
-        return (guess == state.target_index).astype(jnp.float32)
+        raise NotImplementedError
 
     def success(self, state: EnvState, guess: jax.Array) -> jax.Array:
-        return guess == state.target_index
+        raise NotImplementedError
 
+    # -- rendering -------------------------------------------------------------------------------------------
+    def describe(self, referent) -> str:
+        """A referent for a person: `a0=1 a1=3 ...`."""
+        return " ".join(f"a{k}={int(v)}" for k, v in enumerate(referent))
 
-def reconstruction_episodes(objects: jax.Array, max_len: int) -> EnvState:
-    """Reconstruction episodes, one per target `objects [n, K]`, at the listener's turn-to-be (a batch)."""
-    n = objects.shape[0]
-    return EnvState(target=objects, candidates=objects[:, None], target_index=jnp.zeros(n, jnp.int32),
-                    message=jnp.zeros((n, max_len), jnp.int32), turn=jnp.zeros(n, jnp.int32), shown=jnp.ones((n, 1), bool))
+    def describe_guess(self, guess) -> str:
+        raise NotImplementedError
 
+    @staticmethod
+    def describe_world(config) -> str:
+        """The world in a few words (a run's report title)."""
+        return f"{config.n_attributes} attributes x {config.n_values} values"
 
-def make_game(kind: str, n_attributes: int, n_values: int, vocab_size: int, max_len: int, n_distractors: int = 4, hard_negatives: bool = False) -> LewisGame:
-    if kind == "reconstruction":
-        return LewisReconstruction(n_attributes, n_values, vocab_size, max_len)
-    if kind == "discrimination":
-        return LewisDiscrimination(n_attributes, n_values, vocab_size, max_len, n_distractors, hard_negatives)
-    raise ValueError(f"unknown game {kind!r}; allowed: {', '.join(GAMES)}")
+    @staticmethod
+    def describe_referents(config, n: int) -> str:
+        """The `n` referents of the game `config` describes, in words (a run's report)."""
+        return (f"{n} objects ({config.n_attributes} attributes, numbered 1 to {config.n_attributes}, each with a value "
+                f"from 0 to {config.n_values - 1})")
+
+    @staticmethod
+    def describe_split(config) -> str:
+        """How the held-out referents were chosen, in words (a run's report)."""
+        return {"compositional": "unseen combinations of attribute values that all occur in training",
+                "iid": "drawn at random", "none": "none: every object is trained on"}[config.split]
+
+    @staticmethod
+    def describe_listener(config) -> str:
+        """What the listener does, in words (a run's report)."""
+        raise NotImplementedError

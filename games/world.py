@@ -1,4 +1,12 @@
-"""A world: the object set, its train/test split and the input distribution over train."""
+"""A world: the referents a game is played on, their train/test split and the input distribution over train.
+
+A referent is what the speaker talks about: an attribute-value object `[K]` (int) in the games
+over object spaces, a given feature vector `[d]` (float) in `game.kind=features`. `attributes`
+are integer attributes `[n, K]` of the referents when the world has them (the objects
+themselves; a feature set's labels): the language metrics (topsim, posdis, bosdis), compositional
+splits, attribute groups and the values axis read them. Each game kind makes its world
+(games.registry.world_of).
+"""
 
 from __future__ import annotations
 
@@ -11,12 +19,13 @@ from games import distributions, objects, splits
 
 @dataclass(frozen=True)
 class World:
-    n_attributes: int
-    n_values: int
-    objects: np.ndarray  # [n, K] every object of the world
+    n_attributes: int  # K of `attributes` (0 without them)
+    n_values: int  # values per attribute, 0..n_values-1 (0 without attributes)
+    objects: np.ndarray  # [n, ...] every referent of the world: objects [n, K] int, or feature vectors [n, d] float32
     train: np.ndarray  # [n_train] indices into objects
     test: np.ndarray  # [n_test] indices into objects
     train_probs: np.ndarray  # [n_train] input distribution over the train objects
+    attributes: np.ndarray | None = None  # [n, K] int attributes of the referents (the objects themselves), or None
 
     @property
     def train_objects(self) -> np.ndarray:
@@ -44,10 +53,10 @@ def make_world(
     objs = objects.object_set(n_attributes, n_values, n_objects, seed)
     train, test = splits.split(objs, n_values, split, test_fraction, seed)
     probs = distributions.make(distribution, len(train), zipf_exponent, seed)
-    return World(n_attributes, n_values, objs, train, test, probs)
+    return World(n_attributes, n_values, objs, train, test, probs, attributes=objs)
 
 
-def world_of(config) -> World:
-    """The world a `GameConfig` describes."""
+def attribute_world(config) -> World:
+    """The world of attribute-value objects a `GameConfig` describes."""
     return make_world(config.n_attributes, config.n_values, config.n_objects, config.split, config.test_fraction,
                       config.distribution, config.zipf_exponent, config.seed)

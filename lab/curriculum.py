@@ -41,7 +41,8 @@ sg = jax.lax.stop_gradient
 def components(spec: Spec) -> tuple[Sampler, dict[str, Intervention]]:
     """The sampler `spec.config.curriculum` describes and the interventions it needs, by name (none for most)."""
     c = spec.config
-    sampler = curricula.make_sampler(c.curriculum, spec.world, c.game, c.train.steps, c.population.n_senders * c.train.batch_size)
+    sampler = curricula.make_sampler(c.curriculum, spec.world, spec.game, c.game, c.train.steps,
+                                     c.population.n_senders * c.train.batch_size)
     measuring = {"bandit": {"prediction_gain": prediction_gain}, "commentary": {"meta_step": meta_step}}.get(c.curriculum.kind, {})
     return sampler, {name: make(spec) for name, make in measuring.items()}
 
@@ -51,7 +52,7 @@ def game_losses(spec: Spec, sender_params, receiver_params, env, ids: jax.Array,
     key_episodes, key_speak = jax.random.split(key)
     episodes = spec.game.episodes(key_episodes, env, ids)
     message = spec.agents.sender(sender_params).sample(episodes.target, key_speak)
-    return -rollout(spec.agents.receiver(receiver_params), episodes, message, spec.game.kind).log_rho, message.log_prob
+    return -rollout(spec.agents.receiver(receiver_params), episodes, message, spec.game).log_rho, message.log_prob
 
 
 def prediction_gain(spec: Spec) -> Intervention:
@@ -94,7 +95,7 @@ def meta_step(spec: Spec) -> Intervention:
     """Every `meta_every` steps: the commentary's meta-gradient, through `meta_steps` inner steps, averaged over pairs."""
     c = spec.config
     cur, P, Q = c.curriculum, c.population.n_senders, c.population.n_receivers
-    x_all = jnp.asarray(curricula.commentary.features(spec.world.train_objects, c.game.n_values))
+    x_all = spec.game.features(jnp.asarray(spec.world.train_objects))
 
     def held_out_loss(phi, params, rates, key, progress, drift, shuffle):
         keys = jax.random.split(key, cur.meta_steps + 1)

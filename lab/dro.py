@@ -23,8 +23,8 @@ compiled call.
     >>> float(kl_dro_weights(jnp.array([1.0, 1.0]), 0.1).mean())
     1.0
 
-RP-DRO's adversary f_psi is an MLP over the target's one-hot attributes `[K*V] -> H -> 1`, the
-sender's own input layer (so it is "the same architecture" as the encoder of the agent it
+RP-DRO's adversary f_psi is an MLP over what the sender sees of the target, the game's features
+(one-hot attributes `[K*V]` for an object) `-> H -> 1`, the sender's own input layer (so it is "the same architecture" as the encoder of the agent it
 reweights) followed by a zero-initialised head: every ratio starts at 1. Its log-ratios are
 renormalised within each minibatch to mean 1 (the official code's `--renorm-ratios`), and it
 takes one Adam step per training step on the same batch as the agents (simultaneous updates).
@@ -131,26 +131,25 @@ def weight_summary(weights: jax.Array) -> dict[str, jax.Array]:
 
 
 def adversary_init(key: jax.Array, n_inputs: int, hidden: int) -> dict:
-    """An MLP `[K*V] -> hidden -> 1`: the input layer initialised like nnx.Linear's (LeCun normal), the head at 0."""
+    """An MLP `[F] -> hidden -> 1`: the input layer initialised like nnx.Linear's (LeCun normal), the head at 0."""
     return {"w_in": jax.nn.initializers.lecun_normal()(key, (n_inputs, hidden)), "b_in": jnp.zeros(hidden),
             "w_out": jnp.zeros(hidden)}
 
 
-def adversary_log_ratios(params: dict, objects: jax.Array, n_values: int) -> jax.Array:
-    """f_psi(x) `[...]`, the unnormalised log-ratio of each object `[..., K]`."""
-    x = jax.nn.one_hot(objects, n_values).reshape(*objects.shape[:-1], -1)
-    return jnp.tanh(x @ params["w_in"] + params["b_in"]) @ params["w_out"]
+def adversary_log_ratios(params: dict, features: jax.Array) -> jax.Array:
+    """f_psi(x) `[...]`, the unnormalised log-ratio of each object, seen as the agents see it: `features [..., F]`."""
+    return jnp.tanh(features @ params["w_in"] + params["b_in"]) @ params["w_out"]
 
 
-def adversary_loss(params: dict, objects: jax.Array, losses: jax.Array, tau, n_values: int) -> jax.Array:
-    """-(mean r~ l - tau mean r~ log r~) over minibatches `[..., n]` (objects `[..., n, K]`): what the adversary descends."""
-    r = batch_ratios(adversary_log_ratios(params, objects, n_values))
+def adversary_loss(params: dict, features: jax.Array, losses: jax.Array, tau) -> jax.Array:
+    """-(mean r~ l - tau mean r~ log r~) over minibatches `[..., n]` (features `[..., n, F]`): what the adversary descends."""
+    r = batch_ratios(adversary_log_ratios(params, features))
     return -jnp.mean(jnp.mean(r * losses, axis=-1) - tau * kl_from_uniform(r))
 
 
-def adversary_step(params: dict, opt_state, objects: jax.Array, losses: jax.Array, tau, lr, n_values: int):
+def adversary_step(params: dict, opt_state, features: jax.Array, losses: jax.Array, tau, lr):
     """One Adam step of the adversary on a batch: `(params, opt_state)`."""
-    grads = jax.grad(adversary_loss)(params, objects, jax.lax.stop_gradient(losses), tau, n_values)
+    grads = jax.grad(adversary_loss)(params, features, jax.lax.stop_gradient(losses), tau)
     updates, opt_state = optax.scale_by_adam().update(grads, opt_state)
     return jax.tree.map(lambda p, u: p - lr * u, params, updates), opt_state
 
@@ -212,28 +211,28 @@ def group_dro(n_groups: int) -> Objective:
                      weights=weights, update=update, summary=summary)
 
 
-def rp_dro(train_objects, n_values: int, hidden: int, n_pairs: int = 1) -> Objective:
-    """RP-DRO: ratios from an adversary over the train objects' attributes, KL penalty `hp["tau"]`, Adam at `hp["adversary_lr"]`.
+def rp_dro(train_features, hidden: int, n_pairs: int = 1) -> Objective:
+    """RP-DRO: ratios from an adversary over the train objects, seen as `train_features [n_train, F]` (the game's `features`:
+    one-hot attributes for objects), KL penalty `hp["tau"]`, Adam at `hp["adversary_lr"]`.
 
     State: the adversary's parameters and Adam state, and the last batch's summary (weight_max,
     weight_kl = the adversary's KL from the data, adversary_gain = mean(r~ l) - mean(l), how much
     its reweighting raised the loss).
     """
-    objects = jnp.asarray(train_objects, jnp.int32)  # [n_train, K]; `ids` index them
+    features = jnp.asarray(train_features, jnp.float32)  # [n_train, F]; `ids` index them
 
     def init(key):
-        params = adversary_init(key, objects.shape[1] * n_values, hidden)
+        params = adversary_init(key, features.shape[1], hidden)
         return {"params": params, "adam": optax.scale_by_adam().init(params), **_summary_state(),
                 "adversary_gain": jnp.zeros(())}
 
     def weights(state, loss, groups, ids, hp):
-        return batch_ratios(adversary_log_ratios(state["params"], objects[ids], n_values))
+        return batch_ratios(adversary_log_ratios(state["params"], features[ids]))
 
     def update(state, stats, hp):
         ids, _, losses = _per_pair(stats, n_pairs)
-        r = batch_ratios(adversary_log_ratios(state["params"], objects[ids], n_values))  # the weights this step used
-        params, adam = adversary_step(state["params"], state["adam"], objects[ids], losses, hp["tau"], hp["adversary_lr"],
-                                      n_values)
+        r = batch_ratios(adversary_log_ratios(state["params"], features[ids]))  # the weights this step used
+        params, adam = adversary_step(state["params"], state["adam"], features[ids], losses, hp["tau"], hp["adversary_lr"])
         gain = jnp.mean(jnp.mean(r * losses, axis=-1) - jnp.mean(losses, axis=-1))
         return {"params": params, "adam": adam, **weight_summary(r), "adversary_gain": gain}
 
@@ -258,7 +257,7 @@ def objective(spec, n_groups: int = 1) -> Objective:
         return cvar(n_pairs)
     if o.kind == "kl_dro":
         return kl_dro(n_pairs)
-    return rp_dro(spec.world.train_objects, c.game.n_values, o.adversary_hidden or c.agents.hidden_size, n_pairs)
+    return rp_dro(spec.game.features(jnp.asarray(spec.world.train_objects)), o.adversary_hidden or c.agents.hidden_size, n_pairs)
 
 
 # -- minmax model selection ---------------------------------------------------------------------------

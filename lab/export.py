@@ -34,7 +34,7 @@ import yaml
 import games
 from games.languages import spell
 from lab.core import metrics
-from lab.core.agents import Agents
+from lab.core.spec import world_game_agents
 from lab.experiment import checkpoint
 from lab.experiment.config import Config, ConfigError, to_dict
 from lab.experiment.io import check_out, staged
@@ -71,9 +71,8 @@ def analysis(utterances: list[list[int]]) -> dict:
 
 def sampled_corpus(config: Config, checkpoint_path: Path, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """`(object indices [runs, n], messages [runs, n, max_len])`: n objects from the training distribution, words sampled."""
-    world = games.world_of(config.game)
+    world, _, agents = world_game_agents(config.game, config.agents)
     senders, _, _ = checkpoint.load(checkpoint_path, config)
-    agents = Agents(config.game, config.agents)
     rng = np.random.default_rng(seed)
     runs = jax.tree.leaves(senders)[0].shape[0]
     rows = world.train[np.stack([rng.choice(len(world.train), n, p=world.train_probs) for _ in range(runs)])]  # [runs, n]

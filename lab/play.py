@@ -28,12 +28,11 @@ import jax.numpy as jnp
 import numpy as np
 
 import games
-import games.gym  # registers the gymnasium ids
+import games.gym  # the gymnasium adapters: LewisEnv
 from games.languages import LETTERS, spell
-from games.config import GameConfig
 from games.messages import truncate_at_eos
 from lab.core.metrics import edit_distance_jax
-from lab.core.rollout import guess_log_probs
+from lab.core.spec import Spec
 from lab.experiment import checkpoint, sizes
 from lab.experiment.config import Config, ConfigError
 from lab.experiment.language import greedy_messages, object_text
@@ -60,10 +59,10 @@ def _batched(fn, n_leading_single: int):
     return call
 
 
-def trained_partners(config: Config, checkpoint_path: str | Path, index: int = 0):
-    """(speaker partner, listener partner) from one seed of a run, as numpy callables."""
+def trained_partners(config: Config, checkpoint_path: str | Path, index: int = 0, game: games.LewisGame | None = None):
+    """(speaker partner, listener partner) from one seed of a run, as numpy callables (`game`: the run's, Spec(config).game)."""
     sender, receiver = checkpoint.load_agents(checkpoint_path, config, index)
-    vocab_size = config.agents.vocab_size
+    vocab_size, game = config.agents.vocab_size, game or Spec(config).game
 
     @jax.jit
     def speak(targets):
@@ -71,10 +70,11 @@ def trained_partners(config: Config, checkpoint_path: str | Path, index: int = 0
 
     @jax.jit
     def listen(messages, candidates):
-        episodes = games.EnvState(target=jnp.zeros((messages.shape[0], config.game.n_attributes), jnp.int32),
-                                  candidates=candidates, target_index=jnp.zeros(messages.shape[0], jnp.int32), message=messages,
-                                  turn=jnp.ones(messages.shape[0], jnp.int32), shown=jnp.ones(candidates.shape[:2], bool))
-        return jnp.argmax(guess_log_probs(receiver, jax.nn.one_hot(messages, vocab_size), episodes, config.game.kind), -1)
+        n = messages.shape[0]  # the listener is not shown the target: zeros where it would be
+        episodes = games.EnvState(target=jnp.zeros((n, *candidates.shape[2:]), candidates.dtype), candidates=candidates,
+                                  target_index=jnp.zeros(n, jnp.int32), message=messages, turn=jnp.ones(n, jnp.int32),
+                                  shown=jnp.ones(candidates.shape[:2], bool))
+        return jnp.argmax(game.read(receiver, jax.nn.one_hot(messages, vocab_size), episodes), -1)
 
     return _batched(speak, 1), _batched(listen, 1)
 
@@ -86,7 +86,7 @@ class Partner:
     object), spoken by a lookup and read back by the closest word, for experiments on the languages themselves.
     """
 
-    def __init__(self, game: GameConfig, vocab_size: int, max_len: int, world: games.World, speaker, listener,
+    def __init__(self, game: games.LewisGame, vocab_size: int, max_len: int, world: games.World, speaker, listener,
                  words: dict[tuple, str], name: str, description: str, seed: int | None = None):
         self.game, self.vocab_size, self.max_len, self.world = game, vocab_size, max_len, world
         self.speaker, self.listener, self.words = speaker, listener, words
@@ -101,11 +101,15 @@ class Partner:
         path = run_dir / checkpoint.FILENAME
         if not path.is_file():
             raise ConfigError(f"{str(run_dir)!r} has no {checkpoint.FILENAME}; is it a run directory written by `lab run`?")
-        speaker, listener = trained_partners(config, path, index)
+        spec = Spec(config)
+        if not spec.game.OBJECTS:
+            raise ConfigError(f"game.kind={config.game.kind!r}: its referents are feature vectors; lab play is played over "
+                              f"attribute-value objects")
+        speaker, listener = trained_partners(config, path, index, spec.game)
         seed = int(checkpoint.read(path)["seeds"][index])
-        world = games.world_of(config.game)
+        world = spec.world
         words = {tuple(o): spell(m) for o, m in zip(world.objects.tolist(), greedy_messages(config, path)[index])}
-        return cls(config.game, config.agents.vocab_size, config.agents.max_len, world, speaker, listener, words, str(run_dir),
+        return cls(spec.game, config.agents.vocab_size, config.agents.max_len, world, speaker, listener, words, str(run_dir),
                    f"a trained agent (seed {seed} of {run_dir})", seed)
 
     @classmethod
@@ -115,19 +119,17 @@ class Partner:
         held = np.isin(np.arange(len(objects)), np.asarray(held_out, int))
         world = games.World(objects.shape[1], n_values, objects, np.flatnonzero(~held), np.flatnonzero(held),
                             np.full((~held).sum(), 1 / max((~held).sum(), 1)))
-        game = GameConfig(n_attributes=objects.shape[1], n_values=n_values, split="none")
+        vocab_size, max_len = int(messages.max()) + 1, messages.shape[1]
+        game = games.LewisReconstruction(objects.shape[1], n_values, vocab_size, max_len)
         table = LanguagePartner(objects, messages)
         words = {tuple(o): spell(m) for o, m in zip(objects.tolist(), messages)}
-        return cls(game, int(messages.max()) + 1, messages.shape[1], world, table.speak, table.read, words, name,
+        return cls(game, vocab_size, max_len, world, table.speak, table.read, words, name,
                    f"a partner who speaks {name}")
 
     def env(self, role: str) -> gymnasium.Env:
-        g = self.game
-        game_id = games.gym.RECONSTRUCTION_ID if g.kind == "reconstruction" else games.gym.DISCRIMINATION_ID
-        return gymnasium.make(game_id, n_attributes=g.n_attributes, n_values=g.n_values, vocab_size=self.vocab_size,
-                              max_len=self.max_len, n_distractors=g.n_distractors, hard_negatives=g.hard_negatives,
-                              objects=self.world.objects, role=role,
-                              partner=self.listener if role == "speaker" else self.speaker).unwrapped
+        """The partner's game on its world's objects, the partner playing the other role."""
+        return games.gym.LewisEnv(game=self.game, objects=self.world.objects, role=role,
+                                  partner=self.listener if role == "speaker" else self.speaker)
 
     def hint(self) -> str:
         """The partner's lexicon for the objects it learned on (the held-out ones are the test)."""
@@ -226,7 +228,7 @@ class Sitting:
         lines = [f"You are the {self.role.upper()}. Your partner, the {other}, is {self.partner.description}.",
                  "Each round the speaker sees an object and sends a message; the listener says which object it was."]
         if self.choose:
-            lines.append(f"The listener is shown {self.partner.game.n_distractors + 1} objects and picks one.")
+            lines.append(f"The listener is shown {self.partner.game.n_candidates} objects and picks one.")
         lines += [f"Objects have {K} attributes (numbered 1 to {K}), each with a value from 0 to {V - 1}; an object is "
                   f"written as its values, attribute 1 first, e.g. {object_text(self.partner.world.objects[-1])}.",
                   f"Messages are words of 1 to {self.max_len} letters from {letters} ({self.vocab_size - 1} symbols).",
@@ -241,7 +243,7 @@ class Sitting:
         if self.role == "speaker":
             return f"Type a message: letters only, e.g. {spell(np.arange(min(3, self.max_len, self.vocab_size - 1), 0, -1))}."
         if self.choose:
-            return f"Type the number of the object you choose (1 to {self.partner.game.n_distractors + 1})."
+            return f"Type the number of the object you choose (1 to {self.partner.game.n_candidates})."
         return (f"Type the object's {self.n_attributes} values separated by spaces, "
                 f"e.g. {object_text(self.partner.world.objects[0])}.")
 
@@ -329,7 +331,7 @@ class Sitting:
         if self.role == "speaker":
             return self._parse_message(text)
         if self.choose:
-            n = self.partner.game.n_distractors + 1
+            n = self.partner.game.n_candidates
             if not text.isdigit() or not 1 <= int(text) <= n:
                 return f"{text[:20]!r} is not an object number: type one number from 1 to {n}"
             return int(text) - 1

@@ -13,7 +13,8 @@ from gymnasium import spaces
 from games.gym.episode import Episode, _reset, _step, key_from_seed, to_numpy
 from games.gym.partners import Partner, compositional_partner
 from games.gym.render import render_episode, state_view
-from games.lewis import EnvParams, EnvState, make_game
+from games.lewis import EnvParams, EnvState, LewisGame
+from games.registry import make_game
 from games.objects import object_set
 
 ROLES = ("speaker", "listener")
@@ -22,43 +23,58 @@ RENDER_MODES = ("ansi",)
 
 def setup(
     kind, n_attributes, n_values, vocab_size, max_len, n_distractors, hard_negatives,
-    n_objects, objects, probs, object_seed, role, partner, render_mode,
+    n_objects, objects, probs, object_seed, role, partner, render_mode, game=None,
 ) -> tuple[Episode, EnvParams, spaces.Space, spaces.Space]:
-    """Validate the arguments; build the episode functions, the params and the single spaces."""
+    """Validate the arguments; build the episode functions, the params and the single spaces.
+
+    `game` (a LewisGame, with `objects` its referents) replaces the game the sizes describe: any kind, feature vectors too.
+    """
     if role not in ROLES:
         raise ValueError(f"role={role!r} is not allowed; allowed: {', '.join(ROLES)}")
     if render_mode is not None and render_mode not in RENDER_MODES:
         raise ValueError(f"render_mode={render_mode!r} is not allowed; allowed: None, {', '.join(RENDER_MODES)}")
-    game = make_game(kind, n_attributes, n_values, vocab_size, max_len, n_distractors, hard_negatives)
-    if objects is None:
-        objects = object_set(n_attributes, n_values, n_objects, object_seed)
+    if game is None:
+        game = make_game(kind, n_attributes, n_values, vocab_size, max_len, n_distractors, hard_negatives)
+        if objects is None:
+            objects = object_set(n_attributes, n_values, n_objects, object_seed)
+    elif objects is None:
+        raise ValueError(f"a given game plays given referents: pass objects= ([n, ...] of the {game.kind} game)")
     objects = np.asarray(objects)
-    if objects.ndim != 2 or objects.shape[1] != n_attributes:
-        raise ValueError(f"objects must be [n, n_attributes={n_attributes}], got shape {objects.shape}")
-    if objects.min() < 0 or objects.max() >= n_values:
-        raise ValueError(f"objects must hold values in [0, n_values={n_values}), got [{objects.min()}, {objects.max()}]")
+    if game.OBJECTS:
+        if objects.ndim != 2 or objects.shape[1] != game.n_attributes:
+            raise ValueError(f"objects must be [n, n_attributes={game.n_attributes}], got shape {objects.shape}")
+        if objects.min() < 0 or objects.max() >= game.n_values:
+            raise ValueError(f"objects must hold values in [0, n_values={game.n_values}), got [{objects.min()}, {objects.max()}]")
+    elif objects.ndim != 2 or objects.shape[1] != game.n_features:
+        raise ValueError(f"objects must be [n, {game.n_features}] feature vectors, got shape {objects.shape}")
     if len(objects) < game.n_candidates:
-        raise ValueError(
-            f"discrimination with n_distractors={n_distractors} needs at least {game.n_candidates} objects, got {len(objects)}"
-        )
+        raise ValueError(f"the {game.kind} game shows {game.n_candidates} candidates: needs at least {game.n_candidates} "
+                         f"objects, got {len(objects)}")
     if probs is not None and np.shape(probs) != (len(objects),):
         raise ValueError(f"probs must be [n_objects={len(objects)}], got shape {np.shape(probs)}")
     if partner is None:
-        partner = compositional_partner(role, kind, n_attributes, n_values, vocab_size, max_len)
+        partner = compositional_partner(role, game)
 
-    target_space = spaces.MultiDiscrete([n_values] * n_attributes)
-    message_space = spaces.MultiDiscrete([vocab_size] * max_len)
+    message_space = spaces.MultiDiscrete([game.vocab_size] * game.max_len)
     if role == "speaker":
-        observation_space, action_space = target_space, message_space
+        observation_space, action_space = referent_space(game), message_space
     else:
         observation = {"message": message_space}
-        if kind == "discrimination":
-            observation["candidates"] = spaces.MultiDiscrete(np.full((game.n_candidates, n_attributes), n_values))
+        if game.n_candidates > 1:
+            observation["candidates"] = referent_space(game, game.n_candidates)
             action_space = spaces.Discrete(game.n_candidates)
         else:
-            action_space = target_space
+            action_space = referent_space(game)
         observation_space = spaces.Dict(observation)
     return Episode(game, role, partner), game.default_params(objects, probs), observation_space, action_space
+
+
+def referent_space(game, n: int | None = None) -> spaces.Space:
+    """The space of one referent of `game` (of `n` stacked ones): its attribute values, or its feature vector."""
+    leading = () if n is None else (n,)
+    if game.OBJECTS:
+        return spaces.MultiDiscrete(np.full((*leading, game.n_attributes), game.n_values))
+    return spaces.Box(-np.inf, np.inf, (*leading, game.n_features), np.float32)
 
 
 class LewisEnv(gymnasium.Env):
@@ -94,14 +110,16 @@ class LewisEnv(gymnasium.Env):
         role: str = "speaker",
         partner: Partner | None = None,
         render_mode: str | None = None,
+        game: LewisGame | None = None,
     ):
         """`objects` `[n, K]` overrides `n_objects` (0: all V^K, else that many drawn with `object_seed`);
-        `probs` `[n]` is p(target), uniform when None; `partner=None` plays the compositional code."""
+        `probs` `[n]` is p(target), uniform when None; `partner=None` plays the compositional code. `game` (with
+        `objects` its referents) plays that game instead of the one the sizes describe (`lab play` a trained run's)."""
         self.episode, self.params, self.observation_space, self.action_space = setup(
             kind, n_attributes, n_values, vocab_size, max_len, n_distractors, hard_negatives,
-            n_objects, objects, probs, object_seed, role, partner, render_mode,
+            n_objects, objects, probs, object_seed, role, partner, render_mode, game,
         )
-        self.kind, self.role, self.render_mode = kind, role, render_mode
+        self.kind, self.role, self.render_mode = self.episode.game.kind, role, render_mode
         self._key: jax.Array | None = None
         self._state: EnvState | None = None
         self._view: dict[str, np.ndarray] | None = None  # numpy copy of the state, for render
@@ -129,4 +147,4 @@ class LewisEnv(gymnasium.Env):
     def render(self) -> str | None:
         if self.render_mode != "ansi" or self._view is None:
             return None
-        return render_episode(self.kind, self.role, self._view, self._outcome)
+        return render_episode(self.episode.game, self.role, self._view, self._outcome)

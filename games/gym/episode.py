@@ -22,7 +22,7 @@ def _call_partner(partner: Partner, per_episode: tuple[int, ...], *args: jax.Arr
 
     def host(*arrays):
         out = np.asarray(partner(*(np.asarray(a) for a in arrays)))
-        expected = arrays[0].shape[:-1] + per_episode  # args[0] is [..., K] or [..., max_len]
+        expected = arrays[0].shape[:-1] + per_episode  # args[0] is [..., K] (or [..., d]) or [..., max_len]
         if out.shape != expected:
             raise ValueError(f"partner returned shape {out.shape}, expected {expected}")
         return out.astype(np.int32)
@@ -43,8 +43,8 @@ class Episode:
 
     def __init__(self, game: LewisGame, role: str, partner: Partner):
         self.game, self.role, self.partner = game, role, partner
-        self.discrimination = game.kind == "discrimination"
-        self.guess_shape = () if self.discrimination else (game.n_attributes,)
+        self.chooses = game.n_candidates > 1  # the listener sees candidates and points at one
+        self.guess_shape = game.guess_shape
 
     def _identity(self) -> tuple:
         try:
@@ -63,7 +63,7 @@ class Episode:
         if self.role == "speaker":
             return state.target
         obs = {"message": state.message}
-        if self.discrimination:
+        if self.chooses:
             obs["candidates"] = state.candidates
         return obs
 
@@ -84,13 +84,13 @@ class Episode:
         key, sub = jax.random.split(key)
         if self.role == "speaker":
             _, state, *_ = self.game.step(sub, state, Action(action, self.no_guess()), params)
-            shown = state.candidates if self.discrimination else state.candidates[:0]  # [C, K] / [0, K]
+            shown = state.candidates if self.chooses else state.candidates[:0]  # [C, ...] / [0, ...]
             guess = _call_partner(self.partner, self.guess_shape, state.message, shown)
         else:
             guess = action
         _, state, reward, terminated, _, game_info = self.game.step(sub, state, Action(state.message, guess), params)
         info = {"success": game_info["success"], "target": state.target, "message": state.message, "guess": guess}
-        if self.discrimination:
+        if self.chooses:
             info["candidates"] = state.candidates
             info["target_index"] = state.target_index
         return key, self.observe(state), state, reward, terminated, info

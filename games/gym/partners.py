@@ -42,28 +42,30 @@ class CompositionalSpeaker:
 
 @dataclass(frozen=True)
 class CompositionalListener:
-    """Partner listener of the compositional code; in discrimination, the best-matching candidate."""
+    """Partner listener of the compositional code: the object it decodes, or (`chooses`) the best-matching candidate."""
 
-    kind: str
+    chooses: bool  # a referential game: the guess is a candidate's index
     n_attributes: int
     n_values: int
 
     def __call__(self, message: np.ndarray, candidates: np.ndarray) -> np.ndarray:
         decoded = compositional_decode(message, self.n_attributes, self.n_values)  # [..., K]
-        if self.kind == "reconstruction":
+        if not self.chooses:
             return decoded
         matches = np.sum(np.asarray(candidates) == decoded[..., None, :], axis=-1)  # [..., C]
         return np.argmax(matches, axis=-1)
 
 
-def compositional_partner(role: str, kind: str, n_attributes: int, n_values: int, vocab_size: int, max_len: int) -> Partner:
-    """The partner of an agent playing `role`: a compositional listener for a speaker, and vice versa."""
-    if max_len < n_attributes or vocab_size <= n_values:
+def compositional_partner(role: str, game) -> Partner:
+    """The partner of an agent playing `role` in `game` (over attribute-value objects): a compositional listener for a
+    speaker, and vice versa."""
+    n_attributes, n_values, vocab_size, max_len = game.n_attributes, game.n_values, game.vocab_size, game.max_len
+    if not game.OBJECTS or max_len < n_attributes or vocab_size <= n_values:
         raise ValueError(
-            f"the default compositional partner needs max_len >= n_attributes and vocab_size > n_values "
-            f"(got max_len={max_len}, n_attributes={n_attributes}, vocab_size={vocab_size}, "
+            f"the default compositional partner needs attribute-value objects, max_len >= n_attributes and vocab_size > "
+            f"n_values (got the {game.kind} game, max_len={max_len}, n_attributes={n_attributes}, vocab_size={vocab_size}, "
             f"n_values={n_values}); pass partner= explicitly"
         )
     if role == "speaker":
-        return CompositionalListener(kind, n_attributes, n_values)
+        return CompositionalListener(game.n_candidates > 1, n_attributes, n_values)
     return CompositionalSpeaker(max_len)

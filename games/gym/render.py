@@ -7,11 +7,7 @@ from typing import Any
 import numpy as np
 
 from games.gym.episode import to_numpy
-from games.lewis import EnvState
-
-
-def _object_text(obj) -> str:
-    return " ".join(f"a{k}={int(v)}" for k, v in enumerate(obj))
+from games.lewis import EnvState, LewisGame
 
 
 def _message_text(message) -> str:
@@ -24,22 +20,22 @@ def _message_text(message) -> str:
     return " ".join(symbols)
 
 
-def render_episode(kind: str, role: str, state: dict[str, np.ndarray], outcome: dict[str, Any] | None) -> str:
-    """A readable view of one episode: before the agent's move, only what its role may see."""
-    lines = [f"Lewis {kind} game, the agent is the {role}"]
+def render_episode(game: LewisGame, role: str, state: dict[str, np.ndarray], outcome: dict[str, Any] | None) -> str:
+    """A readable view of one episode of `game`: before the agent's move, only what its role may see."""
+    lines = [f"Lewis {game.kind} game, the agent is the {role}"]
     over = outcome is not None
     show_target = over or role == "speaker"
     show_message = over or role == "listener"
-    lines.append("target: " + (_object_text(state["target"]) if show_target else "? (for the listener to find)"))
+    lines.append("target: " + (game.describe(state["target"]) if show_target else "? (for the listener to find)"))
     lines.append("message: " + (_message_text(state["message"]) if show_message else "? (for the speaker to send)"))
-    if kind == "discrimination" and show_message:
+    if game.n_candidates > 1 and show_message:
         lines.append("candidates:")
         for c, candidate in enumerate(state["candidates"]):
             mark = "   <- target" if over and c == state["target_index"] else ""
-            lines.append(f"  {c}: {_object_text(candidate)}{mark}")
+            lines.append(f"  {c}: {game.describe(candidate)}{mark}")
     if over:
         guess = outcome["guess"]
-        guess_text = f"candidate {int(guess)}" if kind == "discrimination" else _object_text(guess)
+        guess_text = game.describe_guess(guess)
         verdict = "right" if outcome["success"] else "wrong"
         lines.append(f"guess: {guess_text} -> {verdict} (reward {float(outcome['reward']):.2f})")
     return "\n".join(lines) + "\n"

@@ -120,7 +120,7 @@ class LewisVectorEnv(gymnasium.vector.VectorEnv):
         view, outcome = self._view, self._outcome
         return tuple(
             render_episode(
-                self.kind, self.role, {name: value[i] for name, value in view.items()},
+                self.episode.game, self.role, {name: value[i] for name, value in view.items()},
                 None if outcome is None else {name: value[i] for name, value in outcome.items()},
             )
             for i in range(self.num_envs)

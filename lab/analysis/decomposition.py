@@ -210,7 +210,7 @@ def decompose_agents(sender: Sender, receiver: Receiver, objects: jax.Array, key
     objects = jnp.asarray(objects, jnp.int32)
     message = sender.sample_each(objects, key)
     episodes = games.reconstruction_episodes(objects, message.symbols.shape[1])
-    log_rho = rollout(receiver, episodes, message, "reconstruction").log_rho
+    log_rho = rollout(receiver, episodes, message, games.LewisReconstruction).log_rho
     if columns is None or columns >= objects.shape[0] - 1:
         return decompose(message_log_probs(sender, objects, message.symbols, max_pairs), log_rho)
     log_norm = sampled_log_normaliser(sender, objects, message.symbols, message.log_prob, jax.random.fold_in(key, 1), columns, max_pairs)

@@ -53,8 +53,8 @@ def probe(agents: Agents, game: games.LewisGame, sender_params, fit_objects: jax
     sender, fitted = agents.sender(sender_params), agents.receiver(fit.receiver)
     out = {}
     for name, episodes in measure.items():
-        sampled = rollout(fitted, episodes, sender.sample(episodes.target, key), game.kind)
-        greedy = rollout(fitted, episodes, sender.greedy(episodes.target), game.kind)
+        sampled = rollout(fitted, episodes, sender.sample(episodes.target, key), game)
+        greedy = rollout(fitted, episodes, sender.greedy(episodes.target), game)
         out[name] = ProbeResult(loss=-jnp.mean(sampled.log_rho), accuracy=jnp.mean(greedy.correct), steps=fit.steps)
     return out
 

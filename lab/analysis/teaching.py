@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from games.config import GameConfig
+from games.reconstruction import LewisReconstruction
 from lab.core.agents import Agents, AgentsConfig
 
 
@@ -65,7 +65,7 @@ def ease_of_teaching(objects, messages, *, test_objects=None, test_messages=None
     if steps < 1 or eval_every < 1 or steps % eval_every:
         raise ValueError(f"steps={steps}, eval_every={eval_every}: both >= 1 and steps a multiple of eval_every")
     base = listener or AgentsConfig(hidden_size=64, embedding_size=16)
-    agents = Agents(GameConfig(n_attributes=objects.shape[1], n_values=n_values),
+    agents = Agents(LewisReconstruction(objects.shape[1], n_values, vocab_size, messages.shape[1]),
                     AgentsConfig(cell=base.cell, hidden_size=base.hidden_size, embedding_size=base.embedding_size,
                                  vocab_size=vocab_size, max_len=messages.shape[1]))
     taught = _table(objects, messages, vocab_size)

@@ -1,11 +1,13 @@
 """Evaluation inside the training scan: every object of each split once, for every (sender, receiver) pair.
 
-Per split: accuracy (whole object, greedy messages), attribute accuracy, loss (-mean log rho on
-messages sampled with a fixed key), and the speaker's language: topsim, posdis, bosdis, message
-length and entropy, symbols used; in the reconstruction game the loss splits into l_info +
-l_adapt (lab.core.ideal) and, when the world has groups, per-group and worst-group accuracy and
-loss. topsim and the decomposition cost n^2 (pairs of objects, of messages), so a split larger
-than `eval_size` is measured on a fixed uniform subset of eval_size objects.
+Per split: accuracy (whole object, greedy messages), attribute accuracy (where the guess is an
+object's attributes), loss (-mean log rho on messages sampled with a fixed key), and the
+speaker's language: message length and entropy, symbols used, and, where the referents have
+attributes, topsim, posdis and bosdis; in a game whose listener's output is a posterior over
+every object (`game.DECOMPOSABLE`: reconstruction) the loss splits into l_info + l_adapt
+(lab.core.ideal); when the world has groups, per-group and worst-group accuracy and loss. topsim
+and the decomposition cost n^2 (pairs of objects, of messages), so a split larger than
+`eval_size` is measured on a fixed uniform subset of eval_size objects.
 
 The splits are padded to one size and evaluated by one compiled function (`lax.map` over the
 splits, masks for the padding): one program to compile, not one per split. A split whose data
@@ -32,6 +34,7 @@ class EvalSet(NamedTuple):
     """One split, padded; leaves get a leading split axis when stacked."""
 
     episodes: games.EnvState  # [n, ...] every object of the split as a target once, candidates from the same split
+    attributes: jax.Array | None  # [n, K] int attributes of the targets (None: the world has none)
     mask: jax.Array  # [n] bool, a real object (not padding)
     subset: jax.Array  # [m] int, positions of the objects topsim and the decomposition see
     subset_mask: jax.Array  # [m] bool
@@ -48,9 +51,9 @@ def split_episodes(game: games.LewisGame, objects: np.ndarray, seed: int) -> gam
     return jax.jit(game.episodes)(jax.random.key(seed), game.default_params(objects), jnp.arange(len(objects)))
 
 
-def eval_sets(game: games.LewisGame, objects: dict[str, np.ndarray], groups: dict[str, np.ndarray], eval_size: int,
-              max_len: int) -> EvalSet:
-    """The splits' evaluation data stacked `[n_splits, ...]`, in the order of `objects`.
+def eval_sets(game: games.LewisGame, objects: dict[str, np.ndarray], attributes: dict[str, np.ndarray] | None,
+              groups: dict[str, np.ndarray], eval_size: int) -> EvalSet:
+    """The splits' evaluation data stacked `[n_splits, ...]`, in the order of `objects` (`attributes`: of the same objects).
 
     Candidates and subsets are fixed by the split's position (its seed), so evaluations compare over time.
     """
@@ -63,6 +66,7 @@ def eval_sets(game: games.LewisGame, objects: dict[str, np.ndarray], groups: dic
         subset = np.sort(np.random.default_rng(seed).permutation(len(objs))[:eval_size])
         sets.append(EvalSet(
             episodes=jax.tree.map(lambda leaf: _pad(np.asarray(leaf), n), episodes),
+            attributes=None if attributes is None else _pad(np.asarray(attributes[split], np.int32), n),
             mask=np.arange(n) < len(objs),
             subset=_pad(subset, m),
             subset_mask=np.arange(m) < len(subset),
@@ -103,12 +107,12 @@ def members(fn, stacked):
     return jax.vmap(fn)(stacked)
 
 
-def evaluate_split(agents: Agents, kind: str, n_values: int, n_groups: int, es: EvalSet, senders, receivers,
+def evaluate_split(agents: Agents, game: games.LewisGame, n_groups: int, es: EvalSet, senders, receivers,
                    key: jax.Array) -> tuple[dict, dict]:
     """(sender metrics `[P]`, pair metrics `[P, Q]`) on one split."""
     vocab_size = agents.config.vocab_size
     episodes, mask = es.episodes, es.mask
-    targets = episodes.target
+    targets, attributes = episodes.target, es.attributes
     sub_mask = es.subset_mask
     n = mask.shape[0]
     twice = jax.tree.map(_stack, episodes, episodes)  # one reading of both languages: the greedy rows, then the sampled
@@ -117,26 +121,28 @@ def evaluate_split(agents: Agents, kind: str, n_values: int, n_groups: int, es: 
         sender = agents.sender(sender_params)
         greedy, sampled = sender.greedy_and_sample_each(targets, key)
         symbols = greedy.symbols
-        speaker = dict(
-            topsim=metrics.topsim_jax(targets[es.subset], symbols[es.subset], sub_mask),
-            **dict(zip(("posdis", "bosdis"), metrics.disentanglement_jax(targets, symbols, n_values, vocab_size, mask))),
-            message_length=metrics.mean_length_jax(symbols, mask),
-            message_entropy=metrics.message_entropy_jax(symbols, mask),
-            vocab_use=metrics.vocab_use_jax(symbols, vocab_size, mask).astype(jnp.float32),
-        )
+        speaker = {}
+        if attributes is not None:
+            speaker["topsim"] = metrics.topsim_jax(attributes[es.subset], symbols[es.subset], sub_mask)
+            speaker.update(zip(("posdis", "bosdis"), metrics.disentanglement_jax(attributes, symbols, game.n_values,
+                                                                                 vocab_size, mask)))
+        speaker.update(message_length=metrics.mean_length_jax(symbols, mask),
+                       message_entropy=metrics.message_entropy_jax(symbols, mask),
+                       vocab_use=metrics.vocab_use_jax(symbols, vocab_size, mask).astype(jnp.float32))
         log_pihat = None
         messages = jax.tree.map(_stack, greedy, sampled)
-        if kind == "reconstruction":
+        if game.DECOMPOSABLE:
             log_pi = message_log_probs(sender, targets[es.subset], sampled.symbols[es.subset], objects_mask=sub_mask)
             log_pihat = ideal.log_pihat(log_pi, sub_mask)
             speaker["l_info"] = -_mean(log_pihat, sub_mask)
 
         def per_receiver(receiver_params):
-            both = rollout(agents.receiver(receiver_params), twice, messages, kind, unroll=False)
+            both = rollout(agents.receiver(receiver_params), twice, messages, game, unroll=False)
             g, s = jax.tree.map(lambda leaf: leaf[:n], both), jax.tree.map(lambda leaf: leaf[n:], both)
             pair = dict(accuracy=_mean(g.correct, mask), loss=-_mean(s.log_rho, mask))
-            if kind == "reconstruction":
+            if g.attribute_correct is not None:
                 pair["attribute_accuracy"] = _mean(jnp.mean(g.attribute_correct, -1), mask)
+            if log_pihat is not None:
                 pair["l_adapt"] = _mean(log_pihat - s.log_rho[es.subset], sub_mask)
             if n_groups > 1:
                 in_group = (es.groups[None, :] == jnp.arange(n_groups)[:, None]) & mask[None, :]  # [G, n]
@@ -166,7 +172,7 @@ def distinct(sets: EvalSet) -> list[int]:
     return [next(j for j in range(i + 1) if all(np.array_equal(leaf[i], leaf[j]) for leaf in leaves)) for i in range(n)]
 
 
-def evaluate(agents: Agents, kind: str, n_values: int, n_groups: int, sets: EvalSet, split_names: tuple[str, ...],
+def evaluate(agents: Agents, game: games.LewisGame, n_groups: int, sets: EvalSet, split_names: tuple[str, ...],
              senders, receivers, key: jax.Array) -> dict[str, dict[str, jax.Array]]:
     """`{split: {metric: [P] or [P, Q]}}`, every distinct split (`distinct`) by one compiled `evaluate_split`."""
     same = distinct(sets)
@@ -178,7 +184,7 @@ def evaluate(agents: Agents, kind: str, n_values: int, n_groups: int, sets: Eval
     ravel = Ravel()
 
     def one_split(es):
-        speaker, pair = evaluate_split(agents, kind, n_values, n_groups, es, senders, receivers, key)
+        speaker, pair = evaluate_split(agents, game, n_groups, es, senders, receivers, key)
         return ravel({**speaker, **pair})
 
     flats = jax.lax.map(one_split, sets)  # [splits, metrics]

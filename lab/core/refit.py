@@ -45,7 +45,7 @@ def fit_receiver(agents: Agents, game: games.LewisGame, sender_params, receiver_
         key_batch, key_speak = jax.random.split(key)
         episodes = game.sample_batch(key_batch, env, batch_size)
         message = sender.sample(episodes.target, key_speak)
-        return -jnp.mean(rollout(agents.receiver(receiver_params), episodes, message, game.kind).log_rho)
+        return -jnp.mean(rollout(agents.receiver(receiver_params), episodes, message, game).log_rho)
 
     def window_means(i, losses):  # (last window, the window before); `losses` is a ring of 2 * window
         last = losses[(i - 1 - jnp.arange(window)) % (2 * window)]

@@ -99,10 +99,11 @@ class TrainConfig:
     def validate(self, config) -> None:
         if self.steps % self.eval_every:
             raise ConfigError(f"train.steps={self.steps}: must be a multiple of train.eval_every={self.eval_every}")
-        if self.control == "ideal" and (self.mode != "reinforce" or config.game.kind != "reconstruction"):
-            raise ConfigError(f"train.control='ideal' needs train.mode='reinforce' and game.kind='reconstruction' (the ideal "
-                              f"listener is a posterior over objects, a REINFORCE reward); got mode={self.mode!r}, "
-                              f"kind={config.game.kind!r}")
+        if self.control == "ideal" and (self.mode != "reinforce" or not games.game_class(config.game.kind).DECOMPOSABLE):
+            kinds = " or ".join(f"game.kind={kind!r}" for kind, game in games.GAMES.items() if game.DECOMPOSABLE)
+            raise ConfigError(f"train.control='ideal' needs train.mode='reinforce' and {kinds}, a game whose listener "
+                              f"guesses the object itself (the ideal listener is a posterior over objects, a REINFORCE "
+                              f"reward); got mode={self.mode!r}, kind={config.game.kind!r}")
 
 
 @struct.dataclass
@@ -141,7 +142,7 @@ class Trainer:
 
     def __init__(self, config, components: Components, groups: np.ndarray | None = None, spec: Spec | None = None):
         self.config, self.components = config, components.check()
-        a, t = config.agents, config.train
+        t = config.train
         self.population = config.population
         self.spec = spec or Spec(config)
         self.world, self.game, self.agents, self.train_env = self.spec.world, self.spec.game, self.spec.agents, self.spec.train_env
@@ -149,8 +150,8 @@ class Trainer:
         self.groups, self.n_groups = groups, int(groups.max()) + 1
         self.train_groups = jnp.asarray(groups[self.world.train])
         self.split_objects = {"train": self.world.train_objects, "test": self.world.test_objects}
-        self.eval_sets = eval_sets(self.game, self.split_objects, {"train": groups[self.world.train],
-                                                                   "test": groups[self.world.test]}, t.eval_size, a.max_len)
+        self.eval_sets = eval_sets(self.game, self.split_objects, self.spec.split_attributes,
+                                   {"train": groups[self.world.train], "test": groups[self.world.test]}, t.eval_size)
         self.n_evals = t.n_evals
         # names everything the programs depend on besides their arguments and the lab's source, or None;
         # make_trainer sets it for a trainer made from its config alone (lab.experiment.cache.lower)
@@ -227,7 +228,7 @@ class Trainer:
             key_speak, key_reward = jax.random.split(key)
             sender = self.agents.sender(sender_params)
             message = c.estimator.speak(own["estimator"], sender, episodes.target, key_speak, state.step, hp_train)
-            ro = rollout(self.agents.receiver(receiver_params), episodes, message, self.game.kind,
+            ro = rollout(self.agents.receiver(receiver_params), episodes, message, self.game,
                          impatient=self.config.train.impatient)
             weights = jax.lax.stop_gradient(c.objective.weights(own["objective"], -ro.log_rho, groups, ids, hp_objective)
                                             * c.sampler.weights(own["sampler"], ids, state.step, hp_curriculum))
@@ -288,9 +289,7 @@ class Trainer:
     # -- evaluation and the loop ----------------------------------------------------------------------
     def evaluate(self, state: TrainState, key: jax.Array) -> dict[str, dict[str, jax.Array]]:
         """`{split: {metric: value}}`: scalars for a lone pair, `[P]` (sender metrics) or `[P, Q]` in a population."""
-        g = self.config.game
-        out = evaluate(self.agents, self.game.kind, g.n_values, self.n_groups, self.eval_sets, SPLIT_NAMES,
-                       state.senders, state.receivers, key)
+        out = evaluate(self.agents, self.game, self.n_groups, self.eval_sets, SPLIT_NAMES, state.senders, state.receivers, key)
         if self.population.size == 1:
             out = jax.tree.map(lambda v: v.reshape(()), out)
         return out

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 
+import numpy as np
+
 from games.groups import groups_of
 from lab import controls, curriculum, dro
 from lab.core import estimators
@@ -47,8 +49,10 @@ def make_trainer(config, *, estimator=None, sampler=None, objective=None, interv
     given = dict(estimator=estimator, sampler=sampler, objective=objective, interventions=interventions)
     chosen = chosen._replace(**{k: v for k, v in given.items() if v is not None})
     trainer = Trainer(config, chosen, groups=groups, spec=spec)
-    if all(v is None for v in given.values()):  # the config and the groups say everything: its programs can be kept
-        trainer.fingerprint = hashlib.sha256(repr(config).encode() + trainer.groups.tobytes()).hexdigest()
+    if all(v is None for v in given.values()):  # the config, the world's data and the groups say everything: its programs can be kept
+        world = trainer.world  # a feature set's file may change under the same path: its values are in the programs
+        data = b"".join(np.ascontiguousarray(a).tobytes() for a in (world.objects, world.train, world.test, world.train_probs))
+        trainer.fingerprint = hashlib.sha256(repr(config).encode() + data + trainer.groups.tobytes()).hexdigest()
     return trainer
 
 

@@ -21,7 +21,8 @@ import jax
 import numpy as np
 from flax import nnx
 
-from lab.core.agents import Agents, Receiver, Sender
+from lab.core.agents import Receiver, Sender
+from lab.core.spec import world_game_agents
 from lab.merging import lineage
 from lab.merging.lineage import Lineage
 from lab.experiment.io import atomic_path
@@ -131,7 +132,7 @@ def load(path: str | Path, config, index: int | None = None):
     runs = seeds.shape[0]
     if index is not None and not 0 <= index < runs:
         raise ValueError(f"seed index {index} out of range: the checkpoint holds {runs} seeds")
-    agents = Agents(config.game, config.agents)
+    _, _, agents = world_game_agents(config.game, config.agents)
     key = jax.random.key(0)
     p = config.population
     stacked = lambda state, n: jax.tree.map(lambda leaf: jax.ShapeDtypeStruct((n, *leaf.shape), leaf.dtype), state)  # noqa: E731
@@ -166,6 +167,6 @@ def load_agents(path: str | Path, config, index: int = 0, sender: int = 0, recei
     for side, member, n in (("sender", sender, p.n_senders), ("receiver", receiver, p.n_receivers)):
         if not 0 <= member < n:
             raise ValueError(f"{side} {member} out of range: the run has {n} {side}s per seed")
-    agents = Agents(config.game, config.agents)
+    _, _, agents = world_game_agents(config.game, config.agents)
     pick = lambda tree, i: jax.tree.map(lambda leaf: leaf[i], tree)  # noqa: E731
     return agents.sender(pick(senders, sender)), agents.receiver(pick(receivers, receiver))

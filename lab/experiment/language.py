@@ -15,7 +15,7 @@ import numpy as np
 
 import games
 from games.languages import spell
-from lab.core.agents import Agents
+from lab.core.spec import world_game_agents
 from lab.experiment import checkpoint
 from lab.experiment.config import Config
 
@@ -28,8 +28,8 @@ def object_text(obj) -> str:
 def greedy_messages(config: Config, checkpoint_path: str | Path, sender: int = 0) -> np.ndarray:
     """`[seeds, n_objects, max_len]`: sender `sender` of every seed, its greedy message for each object of the world."""
     senders, _, _ = checkpoint.load(checkpoint_path, config)  # leaves [seeds, P, ...]
-    objects = games.world_of(config.game).objects
-    agents = Agents(config.game, config.agents)
+    world, _, agents = world_game_agents(config.game, config.agents)
+    objects = world.objects
     speak = jax.jit(jax.vmap(lambda params: agents.sender(params).greedy(objects).symbols))
     return np.asarray(speak(jax.tree.map(lambda leaf: leaf[:, sender], senders)))
 
@@ -38,11 +38,15 @@ def lexicon(config: Config, messages: np.ndarray, seeds) -> "pd.DataFrame":
     """A tidy lexicon: one row per seed and object, with `seed, object, attribute 1..K, message, symbols, held_out, frequency`.
 
     `messages [seeds, n_objects, max_len]` (`greedy_messages`); `frequency` is how often the object was
-    drawn in training (the world's input distribution; 0 for held-out objects).
+    drawn in training (the world's input distribution; 0 for held-out objects). A referent that is not an
+    attribute-value object (a feature vector) is named by its row, `row i`, its attributes those of game.labels (none
+    without them).
     """
     import pandas as pd
 
     world = games.world_of(config.game)
+    objects = games.game_class(config.game.kind).OBJECTS
+    attributes = world.attributes if world.attributes is not None else np.zeros((len(world.objects), 0), np.int32)
     held_out = np.zeros(len(world.objects), bool)
     held_out[world.test] = True
     frequency = np.zeros(len(world.objects))
@@ -50,8 +54,8 @@ def lexicon(config: Config, messages: np.ndarray, seeds) -> "pd.DataFrame":
     rows = []
     for seed, language in zip(np.asarray(seeds).tolist(), messages):
         for i, (obj, message) in enumerate(zip(world.objects, language)):
-            rows.append({"seed": seed, "object": object_text(obj),
-                         **{f"attribute {k + 1}": int(v) for k, v in enumerate(obj)},
+            rows.append({"seed": seed, "object": object_text(obj) if objects else f"row {i}",
+                         **{f"attribute {k + 1}": int(v) for k, v in enumerate(attributes[i])},
                          "message": spell(message), "symbols": " ".join(str(int(s)) for s in message),
                          "held_out": bool(held_out[i]), "frequency": float(frequency[i])})
     return pd.DataFrame(rows)

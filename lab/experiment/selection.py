@@ -27,9 +27,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from lab import dro
-from lab.core.agents import Agents
 from lab.core.evaluate import members
 from lab.core.rollout import rollout
+from lab.core.spec import world_game_agents
 from lab.core.trainer import Trainer
 
 
@@ -70,12 +70,12 @@ CHUNK = 16  # snapshots scored per compiled call: one program for any number of 
 @functools.lru_cache(maxsize=8)
 def _correct_program(game_config, agents_config):
     """`jit(vmap(correct))(episodes, senders [CHUNK, P, ...], receivers [CHUNK, Q, ...]) -> [CHUNK, n]`, one per world and agents."""
-    agents, kind = Agents(game_config, agents_config), game_config.kind
+    _, game, agents = world_game_agents(game_config, agents_config)
 
     def correct(episodes, senders, receivers):
         def per_sender(sender_params):
             message = agents.sender(sender_params).greedy(episodes.target)
-            return members(lambda r: rollout(agents.receiver(r), episodes, message, kind).correct, receivers)
+            return members(lambda r: rollout(agents.receiver(r), episodes, message, game).correct, receivers)
 
         return jnp.mean(members(per_sender, senders).astype(jnp.float32), axis=(0, 1))  # over the pairs
 
@@ -99,8 +99,8 @@ def adversary_log_ratios(trainer: Trainer, snapshots: dict) -> np.ndarray | None
     objective = snapshots["objective"]
     if not (isinstance(objective, dict) and "params" in objective):
         return None
-    objects, n_values = jnp.asarray(trainer.world.train_objects), trainer.config.game.n_values
-    f = jax.jit(jax.vmap(jax.vmap(lambda params: dro.adversary_log_ratios(params, objects, n_values))))
+    features = trainer.game.features(jnp.asarray(trainer.world.train_objects))
+    f = jax.jit(jax.vmap(jax.vmap(lambda params: dro.adversary_log_ratios(params, features))))
     return np.asarray(f(objective["params"]))
 
 

@@ -76,7 +76,7 @@ def estimate(config, runs: int, parallel: int | None = None) -> Estimate:
     n = g.n_total
     K, V, H, E, L, S = g.n_attributes, g.n_values, a.hidden_size, a.embedding_size, a.max_len, a.vocab_size
     width = "agents.width" if a.cell == "transformer" else "agents.hidden_size"  # the field the agents' size grows with
-    candidates = games.make_game(g.kind, K, V, a.vocab_size, a.max_len, g.n_distractors, g.hard_negatives).n_candidates
+    candidates = games.game_class(g.kind).candidates_of(g)
     pairs = p.n_senders * p.n_receivers
     # one object at one message position: both agents' hidden states and gates, the sender's log-probabilities and
     # symbols, the receiver's reading (K x V) or its candidates (K=5, V=10, n=80000 train objects, one seed: 1.7 GiB

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from games.fields import ConfigError, doc
+from games.registry import game_class
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,9 @@ class MergeConfig:
             if getattr(self, name) > 0 and config.train.mode != "reinforce":
                 raise ConfigError(f"merge.{name}={getattr(self, name)}: a reward term, needs train.mode='reinforce', "
                                   f"got {config.train.mode!r}")
+        if self.topsim_weight > 0 and not game_class(config.game.kind).has_attributes(config.game):
+            raise ConfigError(f"merge.topsim_weight={self.topsim_weight}: the structure reward reads the referents' "
+                              f"attributes; this world has none (game.labels)")
         if self.kl_beta > 0 and not config.interventions.ema:
             raise ConfigError(f"merge.kl_beta={self.kl_beta}: the KL anchor is the EMA of the sender; set "
                               f"interventions.ema=true")

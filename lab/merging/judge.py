@@ -7,7 +7,7 @@ merge is scored on the same games. Per split and pair, as in lab.core.evaluate:
 
     accuracy        whole object right, on the sender's greedy messages
     loss            -mean log rho(x|m), on messages sampled with the fixed key
-    topsim          of the greedy messages (on at most `eval_size` objects of the split)
+    topsim          of the greedy messages (on at most `eval_size` objects of the split; where they have attributes)
     message_length  of the greedy messages (EOS included)
 
 `judge(pairs)` scores a stack of pairs `Pair [n, ...]` (in chunks of a fixed size: one compile);
@@ -86,27 +86,30 @@ class Judge:
         self.spec, self.chunk = spec, chunk
         world, config = spec.world, spec.config
         held_out = validation_of(spec)
-        objects = {"train": world.train_objects[~held_out]}
+        rows = {"train": world.train[~held_out]}
         if held_out.any():
-            objects["validation"] = world.train_objects[held_out]
+            rows["validation"] = world.train[held_out]
         if len(world.test):
-            objects["test"] = world.test_objects
-        self.splits = tuple(objects)
-        self.sizes = {split: len(o) for split, o in objects.items()}
-        groups = {split: np.zeros(len(o), np.int32) for split, o in objects.items()}
+            rows["test"] = world.test
+        self.splits = tuple(rows)
+        self.sizes = {split: len(r) for split, r in rows.items()}
+        objects = {split: world.objects[r] for split, r in rows.items()}
+        attributes = None if world.attributes is None else {split: world.attributes[r] for split, r in rows.items()}
+        groups = {split: np.zeros(len(r), np.int32) for split, r in rows.items()}
         eval_size = config.train.eval_size if eval_size is None else eval_size  # topsim's objects per split (n^2 pairs)
-        self.sets = eval_sets(spec.game, objects, groups, eval_size, config.agents.max_len)
+        self.sets = eval_sets(spec.game, objects, attributes, groups, eval_size)
         self.key = jax.random.key(0) if key is None else key
-        kind, agents = spec.game.kind, spec.agents
+        game, agents = spec.game, spec.agents
 
         def score(sender, receiver, es):
             targets = es.episodes.target
             greedy, sampled = sender.greedy(targets), sender.sample(targets, self.key)
-            g, s = rollout(receiver, es.episodes, greedy, kind), rollout(receiver, es.episodes, sampled, kind)
+            g, s = rollout(receiver, es.episodes, greedy, game), rollout(receiver, es.episodes, sampled, game)
             out = dict(accuracy=_mean(g.correct, es.mask), loss=-_mean(s.log_rho, es.mask),
-                       topsim=metrics.topsim_jax(targets[es.subset], greedy.symbols[es.subset], es.subset_mask),
                        message_length=metrics.mean_length_jax(greedy.symbols, es.mask))
-            if kind == "reconstruction":
+            if es.attributes is not None:
+                out["topsim"] = metrics.topsim_jax(es.attributes[es.subset], greedy.symbols[es.subset], es.subset_mask)
+            if g.attribute_correct is not None:
                 out["attribute_accuracy"] = _mean(jnp.mean(g.attribute_correct, -1), es.mask)
             return out
 

@@ -9,7 +9,8 @@
 * Structure (a proxy reward for rewarded soups, Ramé et al. 2023): each message's topographic
   similarity with the rest of its batch, the Pearson correlation over j != b between the Hamming
   distances of the objects x_b, x_j and the edit distances of the messages m_b, m_j: a row of
-  the batch's topsim, credited to the message it is about.
+  the batch's topsim, credited to the message it is about (over the attributes of the targets, so the
+  world must have them: a feature set needs its labels).
 
 Every term reads its weight from `context.hparams["merge"]` (continuous, vmappable) and is
 compiled in only when its weight in the config is above 0.
@@ -77,8 +78,14 @@ def message_topsim(objects: jax.Array, messages: jax.Array) -> jax.Array:
     return jax.vmap(metrics.pearson)(hamming, edit, others)
 
 
-def structure(ro: Rollout, context: Context) -> jax.Array:
-    return message_topsim(context.targets, ro.message.symbols)
+def structure(spec: Spec) -> Reward:
+    """Each message's topsim with the rest of its batch, over the targets' attributes."""
+    attributes = jnp.asarray(spec.world.attributes[spec.world.train])  # [n_train, K]; `ids` index them
+
+    def term(ro: Rollout, context: Context) -> jax.Array:
+        return message_topsim(attributes[context.ids], ro.message.symbols)
+
+    return Reward(term)
 
 
 def shaped(spec: Spec, reward: Reward) -> Reward:
@@ -88,7 +95,7 @@ def shaped(spec: Spec, reward: Reward) -> Reward:
     if m.kl_beta > 0:
         terms.append(("kl_beta", kl_to_anchor(spec)))
     if m.topsim_weight > 0:
-        terms.append(("topsim_weight", structure))
+        terms.append(("topsim_weight", structure(spec)))
     if not terms:
         return reward
 

@@ -72,26 +72,23 @@ def read_metrics(run_dir: Path) -> pd.DataFrame:
 
 def title(config: Config, n_seeds: int) -> str:
     g = config.game
-    return (f"{g.kind.capitalize()} game, {g.n_attributes} attributes x {g.n_values} values: "
+    return (f"{g.kind.capitalize()} game, {games.game_class(g.kind).describe_world(g)}: "
             f"{n_seeds} seed{'s' if n_seeds != 1 else ''}, {config.train.steps} training steps")
 
 
 def describe_run(config: Config, seeds: list[int], n_objects: int, n_held_out: int, run_dir: Path) -> list[str]:
     """The game and the training, in words."""
     g, a, t, p = config.game, config.agents, config.train, config.population
-    listener = ("rebuilds the object, attribute by attribute" if g.kind == "reconstruction"
-                else f"picks it among {g.n_distractors + 1} objects shown")
-    split = {"compositional": "unseen combinations of attribute values that all occur in training",
-             "iid": "drawn at random", "none": "none: every object is trained on"}[g.split]
+    game = games.game_class(g.kind)
+    split = game.describe_split(g)
     letters = f"a-{chr(ord('a') + a.vocab_size - 2)}" if a.vocab_size > 2 else "a"
     pairs = ("one speaker and one listener" if (p.n_senders, p.n_receivers) == (1, 1)
              else f"a population of {p.n_senders} speakers and {p.n_receivers} listeners")
     return [
         f"Run directory `{run_dir}`; the whole config is in `config.yaml`.",
         "",
-        f"* **Game.** The speaker sees one of {n_objects} objects ({g.n_attributes} attributes, numbered 1 to "
-        f"{g.n_attributes}, each with a value from 0 to {g.n_values - 1}) and sends a word of at most {a.max_len} "
-        f"letters ({letters}); the listener {listener}.",
+        f"* **Game.** The speaker sees one of {game.describe_referents(g, n_objects)} and sends a word of at most "
+        f"{a.max_len} letters ({letters}); the listener {game.describe_listener(g)}.",
         f"* **Held-out objects.** {n_held_out} objects are held-out ({split}): never seen in training, they test "
         f"whether the language generalizes." if g.split != "none" else f"* **Held-out objects.** none ({split}).",
         f"* **Training.** {t.steps} steps of {t.batch_size} games each ({t.mode}), {pairs}, {a.cell.upper()} networks "
@@ -122,10 +119,15 @@ def summary_section(table: pd.DataFrame, n_seeds: int, n_held_out: int) -> list[
 
 
 def language_measures(lexicon: pd.DataFrame, config: Config) -> pd.DataFrame:
-    """Per seed: the measures of its greedy language over the objects of the world (at most MAX_MEASURED of them)."""
-    K, V = config.game.n_attributes, config.game.n_values
+    """Per seed: the measures of its greedy language over the objects of the world (at most MAX_MEASURED of them);
+    only the number of words where the referents have no attributes (feature vectors without game.labels)."""
+    world = games.world_of(config.game)
+    K, V = world.n_attributes, world.n_values
     rows = []
     for seed, words in lexicon.groupby("seed", sort=True):
+        if not K:
+            rows.append({"seed": seed, "words": words["message"].nunique()})
+            continue
         if len(words) > MAX_MEASURED:
             words = words.sample(MAX_MEASURED, random_state=0)
         objects = words[[f"attribute {k + 1}" for k in range(K)]].to_numpy()
@@ -143,7 +145,8 @@ def lexicon_tables(lexicon: pd.DataFrame, config: Config) -> list[str]:
     seeds = sorted(lexicon["seed"].unique())[:MAX_LEXICON_SEEDS]
     marked = lexicon.assign(word=lexicon["message"] + np.where(lexicon["held_out"], " *", ""))
     lines = []
-    if config.game.n_attributes == 2:
+    if {"attribute 1", "attribute 2"} <= set(lexicon) and "attribute 3" not in lexicon \
+            and not lexicon.duplicated(["seed", "attribute 1", "attribute 2"]).any():
         for seed in seeds:
             words = marked[marked["seed"] == seed]
             grid = words.pivot(index="attribute 1", columns="attribute 2", values="word")

@@ -51,7 +51,7 @@ def teach(agents: Agents, game: games.LewisGame, sender: Sender, listener_params
     optimizer = optax.adam(lr)
 
     def game_loss(params, episodes, message):
-        ro = rollout(agents.receiver(params), episodes, message, game.kind)
+        ro = rollout(agents.receiver(params), episodes, message, game)
         return -jnp.mean(ro.log_rho), jnp.mean(ro.correct)
 
     def step(carry, key):
@@ -67,7 +67,7 @@ def teach(agents: Agents, game: games.LewisGame, sender: Sender, listener_params
     out = {"ease_of_teaching": jnp.mean(curve)}
     listener = agents.receiver(params)
     for name, episodes in measure.items():
-        out[f"{name}_accuracy"] = jnp.mean(rollout(listener, episodes, sender.greedy(episodes.target), game.kind,
+        out[f"{name}_accuracy"] = jnp.mean(rollout(listener, episodes, sender.greedy(episodes.target), game,
                                                    unroll=False).correct)
     return out
 

@@ -77,6 +77,7 @@ def test_every_samplers_state_converts_to_numpy(kind):
     import games
 
     config = load(overrides=TINY + [f"curriculum.kind={kind}"])
-    sampler = curricula.make_sampler(config.curriculum, games.world_of(config.game), config.game, config.train.steps, 32)
+    spec = lab.make_trainer(config).spec
+    sampler = curricula.make_sampler(config.curriculum, spec.world, spec.game, config.game, config.train.steps, 32)
     for leaf in jax.tree.leaves(sampler.init(jax.random.key(0))):
         np.asarray(leaf)

@@ -47,13 +47,14 @@ def test_self_paced_counts_the_examples_under_a_threshold_that_grows():
 def test_commentary_starts_neutral_and_its_shuffled_control_keeps_the_weights_of_the_batch():
     objects = np.array([[0, 0], [0, 1], [1, 0], [1, 1], [2, 2]])
     hp = {"drift": jnp.float32(0.0), "shuffle": jnp.float32(0.0), "meta_lr": jnp.float32(0.1)}
-    sampler = commentary.commentary(objects, 3, train_steps=100)
+    features = jax.nn.one_hot(objects, 3).reshape(len(objects), -1)  # what the agents see of the objects
+    sampler = commentary.commentary(features, train_steps=100)
     state = sampler.init(jax.random.key(0))
     ids = jnp.array([0, 1, 2, 3, 4, 4])
     np.testing.assert_allclose(np.asarray(sampler.weights(state, ids, jnp.int32(5), hp)), 1.0)  # the last layer starts at 0
     # a meta-gradient recorded is applied by the next update and makes the weights differ between examples
     params = commentary.parameters(state)
-    grad = jax.grad(lambda p: jnp.sum(commentary.raw_weights(p, jnp.asarray(commentary.features(objects, 3)), 0.05)
+    grad = jax.grad(lambda p: jnp.sum(commentary.raw_weights(p, features, 0.05)
                                       * jnp.array([1.0, -1.0, 1.0, -1.0, 1.0])))(params)
     state = sampler.update(commentary.record(state, grad), stats(np.asarray(ids), np.ones(6), 5), hp)
     learned = np.asarray(sampler.weights(state, ids, jnp.int32(5), hp))

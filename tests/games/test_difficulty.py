@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import games
-from games.difficulty import axes_of, buckets, cdf_levels, make_axis
+from games.difficulty import buckets, cdf_levels, make_axis
+from games.registry import game_class
 
 
 def test_values_axis_counts_the_values_an_object_needs_and_its_cdf_is_the_mass_no_harder():
@@ -49,8 +50,9 @@ def test_few_levels_get_a_bucket_each_and_tied_scores_stay_together():
 
 
 def test_each_game_has_its_own_axes():
-    assert axes_of("reconstruction") == ("values", "rarity")
-    assert set(axes_of("discrimination")) == {"values", "rarity", "distractors", "similarity"}
+    assert game_class("reconstruction").AXES == ("values", "rarity")
+    assert set(game_class("discrimination").AXES) == {"values", "rarity", "distractors", "similarity"}
+    assert game_class("features").AXES == ("rarity", "distractors")
     config = games.GameConfig(n_attributes=2, n_values=4)
     with pytest.raises(ValueError, match="no difficulty axis 'distractors'"):
         make_axis("distractors", games.world_of(config), config)

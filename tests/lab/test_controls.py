@@ -72,9 +72,9 @@ def test_refit_stops_when_the_loss_stalls_and_at_the_cap(reset):
         receiver = spec.agents.init_receiver(key)
         opt = adam_init(receiver, hp["train"]["lr"], hp["train"])
         message = spec.agents.sender(sender).sample(episodes.target, key)
-        start = rollout(spec.agents.receiver(receiver), episodes, message, "reconstruction")
+        start = rollout(spec.agents.receiver(receiver), episodes, message, spec.game)
         result = fit_receiver(spec.agents, spec.game, sender, receiver, opt, spec.train_env, key, 32, 40, 5, tolerance)
-        end = rollout(spec.agents.receiver(result.receiver), episodes, message, "reconstruction")  # the same messages
+        end = rollout(spec.agents.receiver(result.receiver), episodes, message, spec.game)  # the same messages
         log_pi = message_log_probs(spec.agents.sender(sender), episodes.target, message.symbols)
         return result.steps, decompose(log_pi, start.log_rho), decompose(log_pi, end.log_rho)
 

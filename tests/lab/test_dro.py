@@ -123,12 +123,19 @@ def test_rp_dro_ratios_have_mean_one_per_batch(shape):
 
 # RP-DRO's adversary against fixed losses: 9 objects (K=2, V=3), loss a fixed function of the object
 OBJECTS = jnp.asarray([[a, b] for a in range(3) for b in range(3)])
+
+
+def one_hot(objects, n_values):
+    """What the agents (and the adversary) see of objects `[n, K]`: one-hot attributes `[n, K * V]`."""
+    return jax.nn.one_hot(objects, n_values).reshape(len(objects), -1)
+
+
 OBJECT_LOSS = jnp.asarray([0.2, 1.5, 0.4, 0.9, 0.1, 2.0, 0.3, 0.6, 1.2])
 
 
 def train_adversary(taus, steps=1500, lr=0.03):
     """The adversary's weights on all 9 objects after `steps` simultaneous-style steps, one run per tau (vmapped)."""
-    objective = dro.rp_dro(OBJECTS, n_values=3, hidden=32, n_pairs=3)
+    objective = dro.rp_dro(one_hot(OBJECTS, 3), hidden=32, n_pairs=3)
     ids = jnp.tile(jnp.arange(9), 3)  # three pairs' batches, each every object once
     stats = Stats(ids=ids, groups=jnp.zeros_like(ids), loss=OBJECT_LOSS[ids], correct=ids < 0, weights=jnp.ones(27), step=0)
 
@@ -163,7 +170,7 @@ def test_rp_dro_ratios_become_uniform_as_tau_grows(adversaries):
 
 
 def test_rp_dro_starts_as_erm():
-    objective = dro.rp_dro(OBJECTS, n_values=3, hidden=8)
+    objective = dro.rp_dro(one_hot(OBJECTS, 3), hidden=8)
     w = objective.weights(objective.init(jax.random.key(3)), OBJECT_LOSS, None, jnp.arange(9), {})
     np.testing.assert_array_equal(w, np.ones(9))
 

@@ -322,7 +322,7 @@ def test_kl_term_is_zero_at_the_anchor_and_minus_kl_on_average(warp_trainer, tra
     episodes = episodes.replace(target=targets)
     sender = spec.agents.sender(pair.sender)
     message = sender.sample(targets, jax.random.key(2))
-    ro = rollout(spec.agents.receiver(pair.receiver), episodes, message, spec.game.kind)
+    ro = rollout(spec.agents.receiver(pair.receiver), episodes, message, spec.game)
 
     def context(anchor):
         state = trainer.init(jax.random.key(0), hparams_from_config(trainer.config),

@@ -14,7 +14,7 @@ import jax
 from flax import nnx
 
 from games.fields import ConfigError, doc
-from lab.core.agents.protocol import Features, Message, ObjectView, Receiver, Sender, make_message, object_features
+from lab.core.agents.protocol import Features, Message, ObjectView, Receiver, Sender, make_message
 from lab.core.agents.rnn import RNNCell, RNNReceiver, RNNSender
 from lab.core.agents.transformer import TransformerReceiver, TransformerSender
 
@@ -26,8 +26,7 @@ ARCHITECTURES: dict[str, tuple[type, type]] = {
 CELLS = tuple(ARCHITECTURES)
 
 __all__ = ["ARCHITECTURES", "CELLS", "Agents", "AgentsConfig", "Features", "Message", "ObjectView", "RNNCell",
-           "RNNReceiver", "RNNSender", "Receiver", "Sender", "TransformerReceiver", "TransformerSender", "make_message",
-           "object_features"]
+           "RNNReceiver", "RNNSender", "Receiver", "Sender", "TransformerReceiver", "TransformerSender", "make_message"]
 
 
 @dataclass(frozen=True)
@@ -54,14 +53,14 @@ class AgentsConfig:
 
 
 class Agents:
-    """The static part of the agents (NNX graph definitions); parameters are pure pytrees.
+    """The static part of the agents of a game (NNX graph definitions); parameters are pure pytrees.
 
     `sender(params)` / `receiver(params)` rebuild the modules from parameters; `init(key)` gives
-    fresh `(sender_params, receiver_params)`.
+    fresh `(sender_params, receiver_params)`. They see the game's referents through its `features` (`ObjectView.of`).
     """
 
-    def __init__(self, game_config, agents_config: AgentsConfig):
-        a, view = agents_config, ObjectView.of(game_config)
+    def __init__(self, game, agents_config: AgentsConfig):
+        a, view = agents_config, ObjectView.of(game)
         self.config = a
         sender_class, receiver_class = ARCHITECTURES[a.cell]
         self.make_sender: Callable[[nnx.Rngs], Sender] = lambda rngs: sender_class.from_config(view, a, rngs=rngs)

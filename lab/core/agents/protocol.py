@@ -2,7 +2,8 @@
 
 Training, evaluation, the loss decomposition, probes, merging judges and play call only these
 methods, so any architecture that implements them works everywhere (GRU, LSTM: lab.core.agents.rnn;
-transformer: lab.core.agents.transformer). Objects are `[B, K]` integer arrays, messages follow the
+transformer: lab.core.agents.transformer). Objects are a game's referents `[B, ...]` (attribute-value
+objects `[B, K]` integers; feature vectors `[B, d]`), seen through the game's `features`; messages follow the
 conventions of games.messages (`[B, max_len]`, symbol 0 is EOS, padding after it).
 
 Sender (speaker), with `vocab_size` and `max_len`:
@@ -42,7 +43,6 @@ the game's output heads are written once here.
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Callable, NamedTuple
 
 import jax
@@ -79,11 +79,6 @@ def draw(vocab_size: int) -> Choose:
     return lambda log_p, key: jax.nn.one_hot(jax.random.categorical(key, log_p), vocab_size)
 
 
-def object_features(objects: jax.Array, n_values: int) -> jax.Array:
-    """`[..., K*V]`: what an agent sees of objects `[..., K]`, each attribute one-hot."""
-    return jax.nn.one_hot(objects, n_values).reshape(*objects.shape[:-1], -1)
-
-
 class ObjectView(NamedTuple):
     """How the agents see the objects of a game: what an architecture is built for besides its config section."""
 
@@ -93,9 +88,9 @@ class ObjectView(NamedTuple):
     n_values: int
 
     @classmethod
-    def of(cls, game_config) -> "ObjectView":
-        g = game_config
-        return cls(partial(object_features, n_values=g.n_values), g.n_attributes * g.n_values, g.n_attributes, g.n_values)
+    def of(cls, game) -> "ObjectView":
+        """How the agents of `game` (games.lewis.LewisGame: its `features` of a referent) see its referents."""
+        return cls(game.features, game.n_features, game.n_attributes, game.n_values)
 
 
 class Sender:

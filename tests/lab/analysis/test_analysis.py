@@ -18,9 +18,10 @@ from hypothesis.extra.numpy import arrays
 
 import games
 import lab
+from games.lewis import object_features
 from lab import analysis, metrics
 from lab.analysis import decomposition
-from lab.core.agents import RNNSender, object_features
+from lab.core.agents import RNNSender
 from lab.core.rollout import rollout
 
 # -- tabular agents -----------------------------------------------------------------------------
@@ -341,7 +342,7 @@ def test_a_split_larger_than_eval_size_is_measured_on_a_fixed_uniform_subset():
     objects = jnp.asarray(trainer.split_objects["train"])
     sender, receiver = trainer.sender(state), trainer.receiver(state)
     episodes = trainer.spec.split_episodes("train")
-    log_rho = rollout(receiver, episodes, sender.sample_each(objects, key), "reconstruction").log_rho
+    log_rho = rollout(receiver, episodes, sender.sample_each(objects, key), games.LewisReconstruction).log_rho
     assert float(logged["l_info"] + logged["l_adapt"]) == pytest.approx(-float(jnp.mean(log_rho[index])), abs=1e-5)
     assert 0 <= float(logged["l_info"]) <= math.log(10) + 1.0
     # topsim is measured on the same subset

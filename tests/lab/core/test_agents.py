@@ -21,8 +21,9 @@ import pytest
 import games
 import lab
 from lab import analysis, merging
-from lab.core.agents import Agents, make_message
+from lab.core.agents import make_message
 from lab.core.agents.protocol import draw
+from lab.core.spec import Spec
 
 CELLS = ["gru", "lstm", "transformer"]
 TINY = ["game.n_attributes=2", "game.n_values=3", "game.split=none", "agents.vocab_size=4", "agents.max_len=3",
@@ -33,7 +34,7 @@ TINY = ["game.n_attributes=2", "game.n_values=3", "game.split=none", "agents.voc
 def agents(request):
     """(cell, sender, receiver, objects [9, 2]) of one architecture, freshly initialised."""
     cfg = lab.load(overrides=TINY + [f"agents.cell={request.param}"])
-    built = Agents(cfg.game, cfg.agents)
+    built = Spec(cfg).agents
     sender_params, receiver_params = built.init(jax.random.key(0))
     objects = jnp.array([[a, b] for a in range(3) for b in range(3)])
     return request.param, built.sender(sender_params), built.receiver(receiver_params), objects

@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from lab import cli, config
-from lab.core.agents import Agents
+from lab.core.spec import Spec
 from lab.experiment import checkpoint
 
 TINY = {"game": {"n_attributes": 2, "n_values": 3}, "agents": {"hidden_size": 8, "embedding_size": 4, "vocab_size": 4,
@@ -53,7 +53,7 @@ def run_dir(tmp_path_factory) -> Path:
     out.mkdir()
     cfg = config.from_dict(TINY)
     (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(cfg)))
-    senders, receivers = jax.tree.map(lambda leaf: np.asarray(leaf)[None, None], Agents(cfg.game, cfg.agents).init(jax.random.key(0)))
+    senders, receivers = jax.tree.map(lambda leaf: np.asarray(leaf)[None, None], Spec(cfg).agents.init(jax.random.key(0)))
     checkpoint.save(out / checkpoint.FILENAME, senders, receivers, [0])
     return out
 
