@@ -114,6 +114,9 @@ def export(run_dir: str | Path, out: str | Path, fmt: str = "elcc", utterances: 
         raise ConfigError(f"--utterances {utterances}: give 0 (each object once, its preferred word) or more")
     run_dir, out = Path(run_dir), Path(out)
     config = read_config(run_dir)
+    if not games.game_class(config.game.kind).OBJECTS:
+        raise ConfigError(f"game.kind={config.game.kind!r}: its referents are feature vectors; an ELCC corpus pairs "
+                          f"utterances with attribute-value objects")
     path = run_dir / checkpoint.FILENAME
     if not path.is_file():
         raise ConfigError(f"{str(run_dir)!r} has no {checkpoint.FILENAME}; is it a run directory written by `lab run`?")

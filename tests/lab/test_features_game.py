@@ -76,6 +76,10 @@ def test_the_readme_command_runs_without_labels(files, tmp_path, capsys):
     assert "Features game, feature vectors of 16 numbers" in text and "| row 0 |" in text
     lexicon = pd.read_csv(out / "lexicon.csv")
     assert len(lexicon) == 36 and not any(c.startswith("attribute") for c in lexicon.columns)
+    capsys.readouterr()
+    assert cli.main(["export", str(out), "--out", str(tmp_path / "corpus")]) == 2  # a corpus of objects: refused, one line
+    err = capsys.readouterr().err.strip()
+    assert "feature vectors" in err and "\n" not in err and not (tmp_path / "corpus").exists()
 
 
 def test_a_bad_file_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys):
