@@ -9,7 +9,11 @@ attributes `[K*V]`, -> linear); the output at position t is pi(m_t | x, m_<t):
 
 The object enters every position, not only the first: given once, in the place of the start symbol,
 it reaches later positions only through attention, and such senders learned less (K=2, V=4, one
-block of width 32, 4 seeds, 600 steps: train accuracy 0.31-0.92, mean 0.60, against 0.69-0.85, mean 0.75).
+block of width 32, 4 seeds, 600 steps, embeddings of std 1: train accuracy 0.31-0.92, mean 0.60, against
+0.69-0.85, mean 0.75).
+The sender's symbol and position embeddings start small (std 0.02, as GPT-2's): started at std 1
+they drowned the object, and on the default game (2 seeds, 600 steps) reached 0.36 and 0.55 train
+accuracy where these reach 0.84 and 0.85 (and 0.92-1.0 on the tiny world above).
 
 Speaking is one position at a time, each layer's keys and values of the earlier positions kept in
 a cache; scoring given messages (`symbol_log_probs`, `log_prob`) is one causal pass over all
@@ -38,6 +42,7 @@ from flax import nnx
 from lab.core.agents.protocol import Choose, Features, Message, ObjectView, Receiver, Sender, draw, make_message
 
 MLP = 4  # the MLP's hidden units per unit of width
+EMBEDDING_STD = 0.02  # the sender's symbol and position embeddings at initialisation (module doc)
 
 
 def causal_mask(queries: int, keys: int) -> jax.Array:
@@ -93,8 +98,9 @@ class TransformerSender(nnx.Module, Sender):
         self.features = features  # objects [B, ...] -> [B, n_features]
         self.vocab_size, self.max_len = vocab_size, max_len
         self.encoder = nnx.Linear(n_features, width, rngs=rngs)  # the object, added to every input
-        self.embedding = nnx.Param(nnx.initializers.normal(1.0)(rngs.params(), (vocab_size + 1, width)))  # +1: start symbol
-        self.position = nnx.Param(nnx.initializers.normal(1.0)(rngs.params(), (max_len, width)))
+        # small, as in GPT-2: the object's encoding (std ~ 1/sqrt(V)) dominates every input at the start
+        self.embedding = nnx.Param(nnx.initializers.normal(EMBEDDING_STD)(rngs.params(), (vocab_size + 1, width)))  # +1: start
+        self.position = nnx.Param(nnx.initializers.normal(EMBEDDING_STD)(rngs.params(), (max_len, width)))
         self.blocks = _stack(width, layers, heads, rngs)
         self.norm = nnx.LayerNorm(width, rngs=rngs)
         self.head = nnx.Linear(width, vocab_size, rngs=rngs)

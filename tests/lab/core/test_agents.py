@@ -134,12 +134,12 @@ def trained():
 
 def test_transformer_agents_learn(trained):
     """Well above chance (1/16 for a whole object) in every seed, with margin: XLA's CPU numerics differ across machines
-    (measured: 0.77, 0.85, 0.38, 0.46 train accuracy)."""
+    (measured: 0.92, 1.0, 0.92, 0.92 train accuracy)."""
     _, _, history, _ = trained
     accuracy = history["train"]["accuracy"]
     final = accuracy[:, -1]
-    assert np.mean(final) >= 0.45 and np.min(final) >= 0.2, f"final train accuracy per seed: {final}"
-    assert np.all(final >= accuracy[:, 0] + 0.15), f"first {accuracy[:, 0]}, last {final}"
+    assert np.mean(final) >= 0.7 and np.min(final) >= 0.5, f"final train accuracy per seed: {final}"
+    assert np.all(final >= accuracy[:, 0] + 0.4), f"first {accuracy[:, 0]}, last {final}"
 
 
 def test_the_evaluation_decomposes_the_loss_of_transformers(trained):
@@ -157,13 +157,13 @@ def test_the_evaluation_decomposes_the_loss_of_transformers(trained):
 
 
 def test_a_probe_listener_reads_a_transformer_sender(trained):
+    """A fresh transformer receiver fitted to each frozen sender reads it far better than chance (2 log 4 nats, 1/16)."""
     trainer, state, history, eval_keys = trained
     result = analysis.probe_population(trainer.spec, state.senders, "train", eval_keys,
                                        lab.hparams_from_config(trainer.config, len(eval_keys)))["train"]
-    # a fresh transformer receiver fitted to the frozen sender: its loss sits above the logged l_info, far below chance
-    l_info = history["train"]["l_info"][:, -1]
-    assert np.all(np.asarray(result.loss) >= l_info - 0.05), (result.loss, l_info)
-    assert np.all(np.asarray(result.loss) < 2 * np.log(4) - 1.0)
+    assert np.all(np.asarray(result.loss) < 2 * np.log(4) - 1.0), result.loss
+    assert np.mean(result.accuracy) >= 0.5, result.accuracy
+    assert np.all((np.asarray(result.steps) >= 20) & (np.asarray(result.steps) <= 150)), result.steps
 
 
 def test_the_merging_judge_scores_transformer_pairs_and_ensembles(trained):
