@@ -23,6 +23,9 @@ class GameConfig:
                      "iid, or none", "compositional",
                      choices=SPLIT_KINDS)
     test_fraction: float = doc("fraction of the objects held out for test", 0.2, low=0.0, high=1.0, low_open=True, high_open=True)
+    validation_fraction: float = doc("fraction of the objects held out of train for validation (what early stopping "
+                                     "watches; unseen combinations under split=compositional); 0: none", 0.0, low=0.0,
+                                     high=1.0, high_open=True)
     distribution: str = doc("input distribution over train objects: uniform or zipf", "uniform", choices=("uniform", "zipf"))
     zipf_exponent: float = doc("exponent a of the Zipf distribution p(rank r) ∝ r^-a", 1.0, low=0.0)
     n_distractors: int = doc("discrimination, features: distractors shown beside the target", 4, low=1)
@@ -44,6 +47,10 @@ class GameConfig:
         return game_class(self.kind).n_referents(self)
 
     @property
+    def n_validation(self) -> int:
+        return n_test_objects(self.n_total, self.validation_fraction)
+
+    @property
     def n_train(self) -> int:
         return game_class(self.kind).n_train(self)
 
@@ -52,6 +59,12 @@ class GameConfig:
         game_class(self.kind).validate(self)
         if self.split != "none" and n_test_objects(self.n_total, self.test_fraction) < 1:
             raise ConfigError(f"game.test_fraction={self.test_fraction}: holds out no object of {self.n_total}; raise it")
+        if self.validation_fraction > 0 and self.split == "none":
+            raise ConfigError(f"game.validation_fraction={self.validation_fraction}: needs a split (game.split=compositional "
+                              f"or iid); with split=none train is test")
+        if self.validation_fraction > 0 and self.n_train < 1:
+            raise ConfigError(f"game.validation_fraction={self.validation_fraction}: with test_fraction={self.test_fraction} "
+                              f"it leaves no train object; lower one of them")
         if self.groups == "frequency" and self.distribution == "uniform":
             raise ConfigError("game.groups='frequency' needs game.distribution='zipf': under a uniform distribution every "
                               "object is equally frequent")

@@ -210,6 +210,9 @@ class FeatureDiscrimination(LewisDiscrimination):
         if not config.features:
             raise ConfigError("game.kind='features': set game.features to an .npy file of the referents' feature "
                               "vectors [n, d] float32")
+        if config.validation_fraction > 0:
+            raise ConfigError(f"game.validation_fraction={config.validation_fraction}: the features game holds out no "
+                              f"validation split; set it to 0")
         n = len(read_features(config.features))
         labels = read_labels(config.labels, n) if config.labels else None
         if config.n_objects > n:

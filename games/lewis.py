@@ -124,7 +124,7 @@ class LewisGame:
     @classmethod
     def n_train(cls, config) -> int:
         n = cls.n_referents(config)
-        return n - (n_test_objects(n, config.test_fraction) if config.split != "none" else 0)
+        return n - (n_test_objects(n, config.test_fraction) if config.split != "none" else 0) - config.n_validation
 
     @staticmethod
     def candidates_of(config) -> int:

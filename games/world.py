@@ -10,7 +10,7 @@ splits, attribute groups and the values axis read them. Each game kind makes its
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -26,10 +26,15 @@ class World:
     test: np.ndarray  # [n_test] indices into objects
     train_probs: np.ndarray  # [n_train] input distribution over the train objects
     attributes: np.ndarray | None = None  # [n, K] int attributes of the referents (the objects themselves), or None
+    validation: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # [n_validation] held out of train
 
     @property
     def train_objects(self) -> np.ndarray:
         return self.objects[self.train]
+
+    @property
+    def validation_objects(self) -> np.ndarray:
+        return self.objects[self.validation]
 
     @property
     def test_objects(self) -> np.ndarray:
@@ -45,18 +50,21 @@ def make_world(
     distribution: str = "uniform",
     zipf_exponent: float = 1.0,
     seed: int = 0,
+    validation_fraction: float = 0.0,
 ) -> World:
-    """Objects (all V^K, or `n_objects` sampled), split by `split`, probs by `distribution`.
+    """Objects (all V^K, or `n_objects` sampled), split by `split` (and a validation part held out of train), probs by
+    `distribution` over what stays in train.
 
     Everything is deterministic in `seed`.
     """
     objs = objects.object_set(n_attributes, n_values, n_objects, seed)
     train, test = splits.split(objs, n_values, split, test_fraction, seed)
+    train, validation = splits.validation_split(objs, n_values, split, train, validation_fraction, seed)
     probs = distributions.make(distribution, len(train), zipf_exponent, seed)
-    return World(n_attributes, n_values, objs, train, test, probs, attributes=objs)
+    return World(n_attributes, n_values, objs, train, test, probs, attributes=objs, validation=validation)
 
 
 def attribute_world(config) -> World:
     """The world of attribute-value objects a `GameConfig` describes."""
     return make_world(config.n_attributes, config.n_values, config.n_objects, config.split, config.test_fraction,
-                      config.distribution, config.zipf_exponent, config.seed)
+                      config.distribution, config.zipf_exponent, config.seed, config.validation_fraction)

@@ -3,12 +3,16 @@
 The game loss splits into L_info + L_adapt; these controls act on the second term
 (../shared/science/lewis.md §2):
 
-* reset: the `reset_receivers` intervention every `interventions.reset_every` steps;
-* ideal: the speaker's REINFORCE reward is log pihat(x|m), the log-posterior of its ideal
-  listener over the train objects under the world's train distribution, instead of log rho(x|m).
-  The actual listener still learns, so its loss and L_adapt stay measurable;
+* the listener reset (`interventions.reset`): the `reset_receivers` intervention, the control of
+  the authors' code;
+* the ideal listener's reward (`train.reward=ideal`): the speaker's REINFORCE reward is log pihat(x|m),
+  the log-posterior of its ideal listener over the train objects under the world's train
+  distribution, instead of log rho(x|m). It optimises the *empirical* L_info, which any injective
+  code on the train objects minimises: no control of co-adaptation but a demonstration of
+  information overfitting. The actual listener still learns, so its loss and L_adapt stay measurable;
 * a population of listeners is no control of its own: `population.n_receivers=4` (each step the
-  sender plays a random receiver, and only that one learns).
+  sender plays a random receiver, and only that one learns: each listener learns 4 times slower
+  than the speaker, which `train.receiver_p_step=0.25` gives a single listener too).
 
 Each composes with a population, a curriculum and an objective.
 """
@@ -39,10 +43,10 @@ def ideal_reward(spec: Spec) -> Reward:
 
 
 def reward(spec: Spec) -> Reward:
-    """The sender's REINFORCE reward under `train.control`."""
-    return ideal_reward(spec) if spec.config.train.control == "ideal" else listener_reward
+    """The sender's REINFORCE reward under `train.reward`."""
+    return ideal_reward(spec) if spec.config.train.reward == "ideal" else listener_reward
 
 
 def interventions(spec: Spec) -> dict:
-    """The interventions of `train.control`, by name."""
-    return {"reset": reset_receivers(spec)} if spec.config.train.control == "reset" else {}
+    """The interventions the `interventions` section switches on, by name."""
+    return {"reset": reset_receivers(spec)} if spec.config.interventions.reset else {}

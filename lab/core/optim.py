@@ -1,8 +1,10 @@
 """Adam for stacked agents `[n, ...]`, its hyperparameters held in its state (optax.inject_hyperparams).
 
-Each run of a population starts its optimizer states with its own learning rate and betas (from
-its Hparams); every update then reads them from the state, so a listener refit or a probe that
-re-initialises Adam from an existing state keeps the run's settings (`reinit`).
+Each run of a population starts its optimizer states with its own learning rate, betas and weight
+decay (from its Hparams); every update then reads them from the state, so a listener refit or a probe
+that re-initialises Adam from an existing state keeps the run's settings (`reinit`). The weight decay
+is AdamW's, decoupled (Loshchilov & Hutter 2019): update = -lr (adam + weight_decay * params); at 0 it
+is Adam to the bit.
 """
 
 from __future__ import annotations
@@ -13,14 +15,14 @@ import optax
 
 
 def optimizer():
-    """Adam whose hyperparameters live in its state (set at init from the run's Hparams)."""
-    return optax.inject_hyperparams(optax.adam)(learning_rate=1e-3)
+    """Adam (AdamW) whose hyperparameters live in its state (set at init from the run's Hparams)."""
+    return optax.inject_hyperparams(optax.adamw)(learning_rate=1e-3, weight_decay=0.0)
 
 
-def adam_init(params, lr, hp: dict):
+def adam_init(params, lr, hp: dict, weight_decay=0.0):
     state = optimizer().init(params)
     return state._replace(hyperparams={**state.hyperparams, "learning_rate": lr, "b1": hp["beta1"], "b2": hp["beta2"],
-                                       "eps": hp["eps"]})
+                                       "eps": hp["eps"], "weight_decay": jnp.asarray(weight_decay, jnp.float32)})
 
 
 def learning_rates(hp: dict) -> tuple[jax.Array, jax.Array]:

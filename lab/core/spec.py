@@ -28,7 +28,11 @@ class Spec:
 
     @property
     def split_objects(self) -> dict:
-        return {"train": self.world.train_objects, "test": self.world.test_objects}
+        """`{split: objects [n, K]}`: train, test, and validation when the world holds one out."""
+        out = {"train": self.world.train_objects, "test": self.world.test_objects}
+        if len(self.world.validation):
+            out["validation"] = self.world.validation_objects
+        return out
 
     @property
     def split_attributes(self) -> dict | None:

@@ -46,7 +46,7 @@ from lab.core.optim import adam_init, adam_statistics, adam_step, learning_rates
 from lab.core.rollout import rollout
 
 SPLIT_NAMES = ("train", "test")
-CONTROLS = ("none", "reset", "ideal")
+REWARDS = ("listener", "ideal")
 # Each mode's learning rate when train.lr is 0 (the default). Gumbel's straight-through gradient keeps moving a
 # converged sender at lr-sized Adam steps until messages merge: at 3e-3 seeds decay after step 500 (4-6 of 8 held
 # >= 0.95 at step 1500), at 1e-3 all 8 held through step 3000; REINFORCE at 3e-3 held 7 of 8 (README, default game).
@@ -68,6 +68,12 @@ class TrainConfig:
     beta1: float = doc("Adam beta1 (first-moment decay)", 0.9, low=0.0, high=1.0, high_open=True, continuous=True)
     beta2: float = doc("Adam beta2 (second-moment decay)", 0.999, low=0.0, high=1.0, high_open=True, continuous=True)
     eps: float = doc("Adam epsilon", 1e-8, low=0.0, low_open=True, continuous=True)
+    sender_p_step: float = doc("probability that the sender learns from a batch (Rita et al.'s p_step; its speed relative "
+                               "to the receiver's)", 1.0, low=0.0, high=1.0, continuous=True)
+    receiver_p_step: float = doc("probability that a receiver learns from a batch it played (p_step)", 1.0, low=0.0, high=1.0,
+                                 continuous=True)
+    receiver_weight_decay: float = doc("decoupled weight decay of the receivers' Adam (AdamW; times the learning rate): "
+                                       "a regularised listener", 0.0, low=0.0, continuous=True)
     entropy_coeff: float = doc("reinforce: weight of the sender's entropy bonus", 0.01, low=0.0, continuous=True)
     baseline_decay: float = doc("reinforce: decay of the running-mean reward baseline", 0.99, low=0.0, high=1.0, high_open=True)
     length_cost: float = doc("cost per message symbol (EOS included) in the sender's reward (EGG's length_cost)", 0.0,
@@ -82,15 +88,23 @@ class TrainConfig:
     eval_size: int = doc("at most this many objects per split for topsim and the loss decomposition (pairs grow as n^2)", 256, low=2)
     stop_accuracy: float = doc("early stopping: a run freezes at the first evaluation whose train accuracy is >= this "
                                "(0: never)", 0.0, low=0.0, high=1.0)
-    control: str = doc("co-adaptation control: none; reset (receivers reset and refitted every interventions.reset_every "
-                       "steps); ideal (sender rewarded by its ideal listener); a population of receivers is "
-                       "population.n_receivers", "none", choices=CONTROLS)
-    ideal_size: int = doc("ideal control: train objects that normalise the ideal listener, drawn anew each step; "
+    stop_l_info: float = doc("early stopping on the speaker alone: a run freezes at the first evaluation whose train L_info "
+                             "(the ambiguity of its messages on the train objects, nats) is <= this; 0: never. Either "
+                             "rule stops a run (reconstruction game)", 0.0, low=0.0)
+    reward: str = doc("the sender's REINFORCE reward: listener (log rho(x|m), the game) or ideal (log pihat(x|m) of its "
+                      "ideal listener over the train objects: a demonstration of information overfitting, lab.controls)",
+                      "listener", choices=REWARDS)
+    ideal_size: int = doc("ideal reward: train objects that normalise the ideal listener, drawn anew each step; "
                           "0 or >= the train split means all of them (exact)", 64, low=0)
 
     @property
     def n_evals(self) -> int:
         return self.steps // self.eval_every
+
+    @property
+    def stops(self) -> bool:
+        """Whether an early-stopping rule is on."""
+        return self.stop_accuracy > 0 or self.stop_l_info > 0
 
     def resolved(self) -> "TrainConfig":
         """This section with `lr` = 0 replaced by the mode's learning rate (MODE_LR): what training uses."""
@@ -99,9 +113,12 @@ class TrainConfig:
     def validate(self, config) -> None:
         if self.steps % self.eval_every:
             raise ConfigError(f"train.steps={self.steps}: must be a multiple of train.eval_every={self.eval_every}")
-        if self.control == "ideal" and (self.mode != "reinforce" or not games.game_class(config.game.kind).DECOMPOSABLE):
-            kinds = " or ".join(f"game.kind={kind!r}" for kind, game in games.GAMES.items() if game.DECOMPOSABLE)
-            raise ConfigError(f"train.control='ideal' needs train.mode='reinforce' and {kinds}, a game whose listener "
+        decomposable = " or ".join(f"game.kind={kind!r}" for kind, game in games.GAMES.items() if game.DECOMPOSABLE)
+        if self.stop_l_info > 0 and not games.game_class(config.game.kind).DECOMPOSABLE:
+            raise ConfigError(f"train.stop_l_info={self.stop_l_info}: L_info is measured where the listener guesses the "
+                              f"object itself ({decomposable}); game.kind={config.game.kind!r}")
+        if self.reward == "ideal" and (self.mode != "reinforce" or not games.game_class(config.game.kind).DECOMPOSABLE):
+            raise ConfigError(f"train.reward='ideal' needs train.mode='reinforce' and {decomposable}, a game whose listener "
                               f"guesses the object itself (the ideal listener is a posterior over objects, a REINFORCE "
                               f"reward); got mode={self.mode!r}, kind={config.game.kind!r}")
 
@@ -182,7 +199,7 @@ class Trainer:
         state = TrainState(
             senders=senders, receivers=receivers,
             sender_opt=jax.vmap(lambda p: adam_init(p, sender_lr, hp))(senders),
-            receiver_opt=jax.vmap(lambda p: adam_init(p, receiver_lr, hp))(receivers),
+            receiver_opt=jax.vmap(lambda p: adam_init(p, receiver_lr, hp, hp["receiver_weight_decay"]))(receivers),
             components=dict(estimator=c.estimator.init(key_estimator), sampler=c.sampler.init(key_sampler),
                             objective=c.objective.init(key_objective)),
             step=jnp.zeros((), jnp.int32), stopped=jnp.zeros((), bool), stop_step=jnp.full((), -1, jnp.int32),
@@ -256,10 +273,15 @@ class Trainer:
         draw = self.draw(state, key_draw, step, hparams)
         grads, (ro, weights, aux) = jax.grad(self.loss, has_aux=True)((state.senders, state.receivers), state, draw, key_play, hparams)
         ids, groups, pairs = draw.ids, draw.groups, draw.pairs
-        Q = self.population.n_receivers
-        receivers_played = None if Q == 1 else pop.played(pairs.receivers, Q)
-        senders, sender_opt, sender_updates = adam_step(grads[0], state.sender_opt, state.senders, None)
-        receivers, receiver_opt, receiver_updates = adam_step(grads[1], state.receiver_opt, state.receivers, receivers_played)
+        P, Q = self.population.n_senders, self.population.n_receivers
+        # p_step: who learns from this batch (a key of its own, so that every other draw stays what it was)
+        key_sender, key_receiver = jax.random.split(jax.random.fold_in(key, 3))
+        senders_step = jax.random.bernoulli(key_sender, hp_train["sender_p_step"], (P,))
+        receivers_step = jax.random.bernoulli(key_receiver, hp_train["receiver_p_step"], (Q,))
+        if Q > 1:
+            receivers_step &= pop.played(pairs.receivers, Q)
+        senders, sender_opt, sender_updates = adam_step(grads[0], state.sender_opt, state.senders, senders_step)
+        receivers, receiver_opt, receiver_updates = adam_step(grads[1], state.receiver_opt, state.receivers, receivers_step)
         aux = jax.tree.map(lambda v: jnp.mean(v, axis=0), aux)  # over pairs
         stats = Stats(ids=ids.reshape(-1), groups=groups.reshape(-1), loss=-jax.lax.stop_gradient(ro.log_rho).reshape(-1),
                       correct=ro.correct.reshape(-1), weights=weights.reshape(-1), step=state.step)
@@ -302,7 +324,7 @@ class Trainer:
         def step(state, xs):
             key, number = xs
             new, summary = self.train_step(state, key, number, hparams)
-            if self.config.train.stop_accuracy > 0:  # a stopped run keeps its state, and its steps report nothing
+            if self.config.train.stops:  # a stopped run keeps its state, and its steps report nothing
                 new = jax.tree.map(lambda a, b: jnp.where(state.stopped, a, b), state, new)
                 summary = jax.tree.map(lambda v: jnp.where(state.stopped, jnp.nan, v), summary)
             return new, summary
@@ -317,14 +339,21 @@ class Trainer:
         return state, ravel.unravel(jnp.mean(flats, axis=0))
 
     def evaluation(self, state: TrainState, key: jax.Array) -> tuple[TrainState, dict]:
-        """The evaluation before a block: `(state, metrics)`, with early stopping decided (`train.stop_accuracy`).
+        """The evaluation before a block: `(state, metrics)`, with early stopping decided (`train.stop_accuracy`,
+        `train.stop_l_info`).
 
         `key` is the run key; the same messages at every evaluation, so they compare over time.
         """
         t = self.config.train
         metrics = self.evaluate(state, jax.random.fold_in(key, 0))
-        if t.stop_accuracy > 0:
-            reached = ~state.stopped & (jnp.mean(metrics["train"]["accuracy"]) >= t.stop_accuracy)
+        if t.stops:
+            train = metrics["train"]
+            reached = jnp.zeros((), bool)
+            if t.stop_accuracy > 0:
+                reached |= jnp.mean(train["accuracy"]) >= t.stop_accuracy
+            if t.stop_l_info > 0:
+                reached |= jnp.mean(train["l_info"]) <= t.stop_l_info
+            reached &= ~state.stopped
             state = state.replace(stopped=state.stopped | reached, stop_step=jnp.where(reached, state.step, state.stop_step))
             metrics["train"]["stopped"] = state.stopped.astype(jnp.float32)
         return state, metrics

@@ -1,7 +1,7 @@
 """The trainer a config describes: each slot's component chosen from its config section.
 
     >>> from lab import config
-    >>> trainer = make_trainer(config.load(overrides=["train.control=reset", "population.n_receivers=3"]))
+    >>> trainer = make_trainer(config.load(overrides=["interventions.reset=true", "interventions.refit_steps=50", "population.n_receivers=3"]))
     >>> list(trainer.components.interventions), trainer.population.n_receivers
     (['reset'], 3)
 

@@ -5,8 +5,8 @@ the trainer's `evaluation` and `steps` (the `eval_every` optimizer steps after i
 from the host, two programs compiled at once (`compile_block`): a progress bar advances between
 calls, no host callback sits inside a program, so JAX's persistent compilation cache can keep them
 (lab.experiment.cache). The numbers are those of `jit(vmap(trainer.train))`, which scans the same
-`block`. When early stopping (`train.stop_accuracy`) has frozen every run, the loop ends there: the
-remaining evaluations repeat the last one.
+`block`. When early stopping (`train.stop_accuracy`, `train.stop_l_info`) has frozen every run, the loop ends
+there: the remaining evaluations repeat the last one.
 
 The runs are laid out in groups (`layout`). On a CPU each device trains one run at a time: a call
 trains a group of one run a device, and the host calls the same compiled programs on every group in
@@ -257,7 +257,7 @@ def train_runs(trainer: Trainer, keys: jax.Array, hparams, size: int | None = No
     out = {} if lay.sharding is None else dict(out_shardings=lay.sharding)
     init, evaluation, steps = compile_run(trainer, keys[0], hparams[0], agents[0], **out)
     states = [init(*group) for group in zip(keys, hparams, agents)]
-    history, stop = [], trainer.config.train.stop_accuracy > 0
+    history, stop = [], trainer.config.train.stops
     divergence, batch_before, frozen = Tracker(lay.size), None, None
     for index in range(trainer.n_evals + 1):
         states, metrics = zip(*(evaluation(state, key) for state, key in zip(states, keys)))

@@ -83,7 +83,7 @@ class Chains:
         listener = self.agents.init_receiver(jax.random.fold_in(key, LISTENER))
         fit = fit_receiver(self.agents, self.game, speaker_params, listener, adam_init(listener, learning_rates(hp)[1], hp),
                            self.train_env, jax.random.fold_in(key, FIT), self.config.train.batch_size, i.listener_steps,
-                           c.listener_window, c.listener_tolerance)
+                           c.refit_patience, c.refit_tolerance)
         trainer = self.trainer
         state = trainer.init(jax.random.fold_in(key, PLAY), hparams,
                              agents=jax.tree.map(lambda leaf: leaf[None], (speaker_params, fit.receiver)))

@@ -93,7 +93,7 @@ class IteratedConfig:
                               "section: REINFORCE or Gumbel, learning rates, batch) before it passes its language on; "
                               "0: no expressivity phase", 0, low=0)
     listener_steps: int = doc("expressivity phase: at most this many steps the fresh listener first learns alone "
-                              "(early-stopped as interventions.listener_window and listener_tolerance say)", 200, low=1)
+                              "(early-stopped as interventions.refit_patience and refit_tolerance say)", 200, low=1)
     distinct_min: float = doc("a language is degenerate when its distinct messages number fewer than this share of the "
                               "objects", 0.5, low=0.0, high=1.0)
     topsim_min: float = doc("a language that is not degenerate is compositional from this topsim on, else holistic", 0.8,

@@ -26,8 +26,8 @@ def tilted(tau: float = 0.5) -> Objective:
 
 @pytest.fixture(scope="module")
 def composed():
-    config = lab.load(overrides=TINY + ["population.n_senders=2", "population.n_receivers=2", "train.control=reset",
-                                        "interventions.reset_every=15", "interventions.listener_max_steps=20",
+    config = lab.load(overrides=TINY + ["population.n_senders=2", "population.n_receivers=2", "interventions.reset=true",
+                                        "interventions.reset_every=15", "interventions.refit_steps=20",
                                         "curriculum.kind=bandit", "curriculum.step_size=0.2"])
     trainer = lab.make_trainer(config, objective=tilted())
     state, history = lab.train_seeds(config, trainer)

@@ -151,3 +151,36 @@ def test_group_skew_scales_whole_groups():
     objs = objects.all_objects(2, 2)  # attribute 0 splits the four objects in two pairs
     probs = distributions.group_skew(objs, attribute=0, weights=[3.0, 1.0])
     np.testing.assert_allclose(probs, [0.375, 0.375, 0.125, 0.125], rtol=1e-6)
+
+
+# -- validation ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["compositional", "iid"])
+def test_validation_is_held_out_of_train_disjoint_and_deterministic(kind):
+    from games import make_world
+
+    world = make_world(4, 4, split=kind, test_fraction=0.2, validation_fraction=0.1, seed=3)
+    plain = make_world(4, 4, split=kind, test_fraction=0.2, seed=3)
+    parts = [world.train, world.validation, world.test]
+    assert sum(map(len, parts)) == 256 and np.array_equal(np.sort(np.concatenate(parts)), np.arange(256))
+    assert len(world.validation) == round(256 * 0.1) and np.all(np.diff(world.validation) > 0)
+    assert np.array_equal(world.test, plain.test)  # the test split does not move
+    assert np.array_equal(np.union1d(world.train, world.validation), plain.train)
+    again, other = make_world(4, 4, split=kind, test_fraction=0.2, validation_fraction=0.1, seed=3), \
+        make_world(4, 4, split=kind, test_fraction=0.2, validation_fraction=0.1, seed=4)
+    assert np.array_equal(again.validation, world.validation) and not np.array_equal(other.validation, world.validation)
+    assert len(world.train_probs) == len(world.train)
+    if kind == "compositional":  # validation objects are unseen combinations too
+        assert_every_value_in_train(world.objects, world.train)
+
+
+def test_validation_fraction_is_checked_at_the_boundary():
+    from games.config import GameConfig
+    from games.fields import ConfigError
+
+    assert GameConfig(validation_fraction=0.1).n_train == 256 - 51 - 26
+    with pytest.raises(ConfigError, match="game.validation_fraction=0.1: needs a split"):
+        GameConfig(split="none", validation_fraction=0.1).validate()
+    with pytest.raises(ConfigError, match="leaves no train object"):
+        GameConfig(test_fraction=0.5, validation_fraction=0.5).validate()

@@ -164,7 +164,7 @@ BAD = {
     "malformed override": (["train.lr"], "train.lr"),
     "unknown pairing": (["population.pairing=tournament"], "population.pairing"),
     "no receivers": (["population.n_receivers=0"], "population.n_receivers"),
-    "ideal with gumbel": (["train.control=ideal", "train.mode=gumbel"], "train.control"),
+    "ideal with gumbel": (["train.reward=ideal", "train.mode=gumbel"], "train.reward"),
 }
 
 
@@ -224,10 +224,10 @@ def test_out_that_is_a_file_exits_2(tmp_path, capsys):
 
 
 def test_a_population_run_writes_sender_and_receiver_columns(tmp_path, config_file):
-    """`train.control=reset population.n_senders=2 population.n_receivers=3` is a valid run (few steps)."""
+    """`interventions.reset=true population.n_senders=2 population.n_receivers=3` is a valid run (few steps)."""
     out = tmp_path / "population"
     assert cli.main(["run", "--out", str(out), "--config", str(config_file), "--quiet", *OVERRIDES, "train.steps=20", "train.eval_every=10",
-                     "train.control=reset", "interventions.reset_every=10", "interventions.listener_max_steps=20",
+                     "interventions.reset=true", "interventions.reset_every=10", "interventions.refit_steps=20",
                      "population.n_senders=2", "population.n_receivers=3"]) == 0
     table = pd.read_parquet(out / "metrics.parquet")
     pairs = table[(table.metric == "accuracy") & (table.split == "train")]

@@ -1,7 +1,8 @@
 """lab.controls and lab.interventions: the listener reset and its early-stopped refit, a population of
 receivers (today's population control), the ideal listener's reward; each composes with a population.
 
-Tiny worlds (K=3, V=3: 22 train objects), GRU-16, 2 seeds under vmap; each compiled function once.
+Tiny worlds (K=3, V=3: 22 train objects, or 19 and 3 for validation), GRU-16, 2 seeds under vmap; each compiled
+function once.
 """
 
 import jax
@@ -32,10 +33,11 @@ def setup(*overrides):
 
 
 def test_the_config_chooses_the_components():
-    reset = lab.make_trainer(lab.load(overrides=TINY + ["train.control=reset"]))
+    reset = lab.make_trainer(lab.load(overrides=TINY + ["interventions.reset=true", "interventions.refit_steps=5"]))
     assert list(reset.components.interventions) == ["reset"]
     assert lab.make_trainer(lab.load(overrides=TINY)).components.interventions == {}
-    both = lab.make_trainer(lab.load(overrides=TINY + ["train.control=reset", "interventions.ema=true"]))
+    both = lab.make_trainer(lab.load(overrides=TINY + ["interventions.reset=true", "interventions.refit_steps=5",
+                                                       "interventions.ema=true"]))
     assert list(both.components.interventions) == ["reset", "ema"]
 
 
@@ -44,9 +46,9 @@ def test_the_config_chooses_the_components():
 
 @pytest.fixture(scope="module")
 def reset():
-    # refits stop after exactly 2 * window = 6 steps (any loss counts as stalled with this tolerance)
-    return setup("train.control=reset", "interventions.reset_every=10", "interventions.listener_window=3",
-                 "interventions.listener_tolerance=1e9", "interventions.listener_max_steps=50")
+    # refits stop after exactly 2 * patience + 1 = 7 steps (any loss counts as stalled with this tolerance)
+    return setup("interventions.reset=true", "game.validation_fraction=0.1", "interventions.reset_every=10",
+                 "interventions.refit_patience=3", "interventions.refit_tolerance=1e9", "interventions.refit_max_steps=50")
 
 
 def test_listener_is_reset_and_refitted_every_reset_every_steps(reset):
@@ -54,10 +56,10 @@ def test_listener_is_reset_and_refitted_every_reset_every_steps(reset):
     block = jax.jit(jax.vmap(trainer.train_block, in_axes=(0, 0, None, 0)))
     first, _ = block(state, keys, 0, hparams)  # steps 0..9: no reset at step 0
     np.testing.assert_array_equal(first.receiver_opt.count[:, 0], [10, 10])
-    second, summary = block(first, keys, 1, hparams)  # step 10: reset, 6 refit steps, then steps 10..19 jointly
-    np.testing.assert_array_equal(second.receiver_opt.count[:, 0], [16, 16])
+    second, summary = block(first, keys, 1, hparams)  # step 10: reset, 7 refit steps, then steps 10..19 jointly
+    np.testing.assert_array_equal(second.receiver_opt.count[:, 0], [17, 17])
     np.testing.assert_array_equal(second.sender_opt.count[:, 0], [20, 20])
-    np.testing.assert_allclose(summary["refit_steps"], 6.0)
+    np.testing.assert_allclose(summary["refit_steps"], 7.0)
 
 
 def test_refit_stops_when_the_loss_stalls_and_at_the_cap(reset):
@@ -73,18 +75,52 @@ def test_refit_stops_when_the_loss_stalls_and_at_the_cap(reset):
         opt = adam_init(receiver, hp["train"]["lr"], hp["train"])
         message = spec.agents.sender(sender).sample(episodes.target, key)
         start = rollout(spec.agents.receiver(receiver), episodes, message, spec.game)
-        result = fit_receiver(spec.agents, spec.game, sender, receiver, opt, spec.train_env, key, 32, 40, 5, tolerance)
+        result = fit_receiver(spec.agents, spec.game, sender, receiver, opt, spec.train_env, key, 32, 40, 5, tolerance)  # own loss
         end = rollout(spec.agents.receiver(result.receiver), episodes, message, spec.game)  # the same messages
         log_pi = message_log_probs(spec.agents.sender(sender), episodes.target, message.symbols)
         return result.steps, decompose(log_pi, start.log_rho), decompose(log_pi, end.log_rho)
 
     steps, _, _ = fit(jnp.float32(1e9), jax.random.key(0))  # everything counts as stalled
-    assert int(steps) == 10
+    assert int(steps) == 11
     steps, start, end = fit(jnp.float32(-1e9), jax.random.key(0))  # nothing does: runs to the cap
     assert int(steps) == 40
     # the refit moved the listener towards the speaker's ideal listener, and no loss beats H(X|M)
     assert float(end.l_adapt) < float(start.l_adapt) - 0.01
     assert float(end.loss) >= float(end.l_info) - 0.05
+
+
+def rule(losses: np.ndarray, patience: int, tolerance: float, cap: int) -> int:
+    """The authors' early stopping, written out as a loop over a list of watched losses: the steps it takes."""
+    for i in range(1, cap + 1):
+        if i > 2 * patience and losses[i - 1] > np.mean(losses[i - 1 - patience:i - 1]) - tolerance:
+            return i
+    return cap
+
+
+def test_refit_stops_on_the_validation_split_where_an_independent_loop_over_the_same_losses_stops(reset):
+    trainer, _, hparams, state = reset
+    spec = trainer.spec
+    hp = jax.tree.map(lambda v: v[0], hparams)
+    watch = spec.split_episodes("validation")
+    assert len(watch.target) == 3  # the world's validation split, disjoint from train
+
+    @jax.jit
+    def fit(sender, key, tolerance):
+        receiver = spec.agents.init_receiver(key)
+        opt = adam_init(receiver, hp["train"]["lr"], hp["train"])
+        args = (spec.agents, spec.game, sender, receiver, opt, spec.train_env, key, 32, 300, 4, tolerance, watch)
+        return fit_receiver(*args), fit_receiver(*args, fixed=True)  # stopped, and the same fit run to the cap
+
+    for seed in range(2):
+        sender = jax.tree.map(lambda v: v[seed, 0], state.senders)
+        for tolerance in (1e-4, 1e-2):
+            stopped, whole = fit(sender, jax.random.key(seed), jnp.float32(tolerance))
+            losses = np.asarray(whole.losses)
+            assert int(whole.steps) == 300 and np.all(np.isfinite(losses))
+            n = int(stopped.steps)
+            assert n == rule(losses, 4, tolerance, 300) and 8 < n < 300
+            np.testing.assert_allclose(np.asarray(stopped.losses)[:n], losses[:n], rtol=1e-6)  # the same trajectory
+            assert np.all(np.isnan(np.asarray(stopped.losses)[n:]))
 
 
 # -- a population of receivers (the population control) -----------------------------------------------
@@ -137,10 +173,10 @@ def test_population_checkpoint_keeps_every_listener(population, tmp_path):
 
 
 def test_reset_composes_with_a_population_of_senders_and_receivers():
-    """`train.control=reset population.n_senders=2 population.n_receivers=3` is a valid run, and every receiver is refitted."""
-    trainer, keys, hparams, state = setup("train.control=reset", "population.n_senders=2", "population.n_receivers=3",
-                                          "interventions.reset_every=10", "interventions.listener_window=3",
-                                          "interventions.listener_tolerance=1e9")
+    """`interventions.reset=true population.n_senders=2 population.n_receivers=3` is a valid run, and every receiver is
+    refitted."""
+    trainer, keys, hparams, state = setup("interventions.reset=true", "interventions.refit_steps=6", "population.n_senders=2",
+                                          "population.n_receivers=3", "interventions.reset_every=10")
     state, summary = jax.jit(jax.vmap(trainer.train_block, in_axes=(0, 0, None, 0)))(state, keys, 1, hparams)  # steps 10..19
     counts = np.asarray(state.receiver_opt.count)  # [seeds, 3]: 6 refit steps, then one per step it played
     played = counts.sum(axis=1) - 3 * 6  # 2 senders a step; a receiver both draw learns once, from both
@@ -161,7 +197,7 @@ def brute_force_log_pihat(spec, sender_params, targets, symbols):
 
 @pytest.fixture(scope="module")
 def ideal():
-    trainer, keys, hparams, state = setup("train.control=ideal", "train.ideal_size=0")
+    trainer, keys, hparams, state = setup("train.reward=ideal", "train.ideal_size=0")
     sender_params = jax.tree.map(lambda v: v[0, 0], state.senders)
     ids = jnp.arange(8)
     targets = jnp.asarray(trainer.world.train_objects)[ids]

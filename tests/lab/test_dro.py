@@ -255,8 +255,8 @@ def half_sampler(n_train: int) -> Sampler:
 
 
 COMPOSED = TINY + ["game.n_attributes=3", "game.n_values=3", "game.distribution=zipf", "game.groups=frequency",
-                   "game.frequency_bins=3", "objective.kind=rp_dro", "train.control=reset", "interventions.reset_every=10",
-                   "interventions.listener_max_steps=10", "population.n_senders=2", "population.n_receivers=2"]
+                   "game.frequency_bins=3", "objective.kind=rp_dro", "interventions.reset=true", "interventions.reset_every=10",
+                   "interventions.refit_steps=10", "population.n_senders=2", "population.n_receivers=2"]
 
 
 @pytest.fixture(scope="module")

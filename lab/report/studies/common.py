@@ -34,6 +34,8 @@ DIR/configs/*.yaml    the resolved config of every condition
 from __future__ import annotations
 
 import functools
+import os
+import resource
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,7 +161,8 @@ def describe(j: Judgement, unit: str = "", seeds: str = "seeds") -> str:
 class Claim(NamedTuple):
     """A claim read off the per-seed table: `measure` is higher (`sign` +1) or lower (-1) under each of `conditions`
     than under `baseline` of the same seed, by at least `margin` to matter; `baseline=None`: the conditions' own values
-    are the differences (a claim about one condition, e.g. a gap > 0)."""
+    are the differences (a claim about one condition, e.g. a gap > 0). `two_sided`: a question without a direction,
+    answered HIGHER, LOWER, SAME (within the margin) or INCONCLUSIVE (`compare`)."""
 
     name: str  # "1", "speed", ...
     words: str  # the claim in a sentence
@@ -169,6 +172,7 @@ class Claim(NamedTuple):
     baseline: str | None = "baseline"
     sign: int = 1
     unit: str = ""
+    two_sided: bool = False
 
 
 def judge_claims(seeds: pd.DataFrame, claims) -> pd.DataFrame:
@@ -190,7 +194,12 @@ def judge_claims(seeds: pd.DataFrame, claims) -> pd.DataFrame:
                 reference = by.loc[claim.baseline][claim.measure]
                 common = values.index.intersection(reference.index)
                 d, base = values[common] - reference[common], float(reference.mean())
-            j = judge(claim.sign * d.to_numpy(), claim.margin)
+            d = claim.sign * d.to_numpy()
+            if claim.two_sided:
+                call, j = compare(d, claim.margin)
+                j = j._replace(call=call)
+            else:
+                j = judge(d, claim.margin)
             rows.append(dict(claim=claim.name, condition=condition, measure=claim.measure, words=claim.words,
                              baseline=base, value=float(values.mean()), **j._asdict()))
     return pd.DataFrame(rows)
@@ -257,10 +266,11 @@ class Declaration:
     `conditions` and `values` may also be functions of the preset. Hooks, each optional: `per_seed(grid, configs)
     -> DataFrame` (one row per condition and seed; default `final_values`), `watch(cells) -> on_block` for each
     compiled call (lab.experiment.grid.train_grid), `train(configs, progress, preset) -> (what per_seed reads, tidy
-    table)` instead of one grid, `opening(result) -> str` before the claims (the baseline's problem, in numbers), `notes(result) ->
-    [paragraphs]` after them, `outputs[name](result, path)` (a figure or table written as DIR/name; the report shows
-    the .png ones), `check(result) -> str | None`: a
-    precondition of the claims (a regime check), whose message replaces the claims when it fails.
+    table)` instead of one grid (what it returns names its grid runs `cell_runs`, for the divergence report),
+    `opening(result) -> str` before the claims (the baseline's problem, in numbers), `notes(result) -> [paragraphs]`
+    after them, `outputs[name](result, path)` (a figure or table written as DIR/name; the report shows the .png ones),
+    `check(result) -> str | None`: a precondition of the claims (a regime check), whose message replaces the claims
+    when it fails.
     """
 
     name: str
@@ -328,6 +338,13 @@ def verdict_of(spec: Declaration, seeds: pd.DataFrame, preset: str = "full") -> 
     return verdict(Result(spec, preset, {}, None, pd.DataFrame(), seeds, judge_claims(seeds, spec.claims), {}))
 
 
+def cpu_seconds() -> float:
+    """User + system CPU time of this process so far (every thread): on a busy machine, a better measure of a study's
+    cost than its wall time."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def report_text(result: Result, verdict_text: str, summary: pd.DataFrame) -> str:
     spec = result.spec
     shown = summary[[c for c in summary.columns if c.endswith("mean") or c == "seeds"]]
@@ -342,7 +359,8 @@ def report_text(result: Result, verdict_text: str, summary: pd.DataFrame) -> str
         "```", judged.to_string(index=False, float_format=lambda v: f"{v:.3g}"), "```", "",
         "Per condition, mean over seeds (standard errors in summary.csv, every seed in per_seed.csv):", "",
         "```", shown.T.to_string(float_format=lambda v: f"{v:.3f}"), "```", "",
-        f"Time: {times} ({sum(result.timing.values()):.0f} s in all).", "",
+        f"Time: {times} ({sum(result.timing.values()):.0f} s in all; CPU time of the process {cpu_seconds():.0f} s, "
+        f"{os.cpu_count()} cores, load average at the end {os.getloadavg()[0]:.1f}).", "",
     ])
 
 
@@ -360,7 +378,7 @@ def run(spec: Declaration, out: str | Path, small: bool = False, preset: str | N
     else:
         trained = train_grid(grid(configs, spec.values_of(preset)), progress, spec.watch, spec.name)
         table = trained.table
-    diverged = diverged_note(trained.runs) if isinstance(trained, Grid) else ""
+    diverged = diverged_note(trained.runs if isinstance(trained, Grid) else getattr(trained, "cell_runs", []))
     timing = {"training": time.perf_counter() - start}
     start = time.perf_counter()
     seeds = spec.per_seed(trained, configs)

@@ -256,7 +256,7 @@ def test_the_sampled_normaliser_is_unbiased():
 
 TINY = ["game.n_attributes=3", "game.n_values=3", "agents.hidden_size=16", "agents.embedding_size=8",
         "agents.vocab_size=6", "agents.max_len=3", "train.batch_size=64", "train.steps=300", "train.eval_every=100",
-        "train.seeds=2", "train.lr=0.01", "interventions.listener_max_steps=150", "interventions.listener_window=10"]
+        "train.seeds=2", "train.lr=0.01", "interventions.refit_max_steps=150", "interventions.refit_patience=10"]
 
 
 @pytest.fixture(scope="module")

@@ -28,9 +28,9 @@ from lab.dro import OBJECTIVES
 
 TINY = ["game.n_attributes=3", "game.n_values=3", "agents.hidden_size=8", "agents.embedding_size=4", "agents.vocab_size=4",
         "agents.max_len=3", "train.batch_size=8", "train.seeds=1", "train.steps=2", "train.eval_every=1",
-        "train.eval_size=8", "interventions.reset_every=1", "interventions.listener_max_steps=2",
-        "interventions.listener_window=1", "curriculum.buckets=2", "curriculum.meta_every=1", "curriculum.meta_steps=1",
-        "curriculum.meta_batch=4", "curriculum.history=4"]
+        "train.eval_size=8", "interventions.reset_every=1", "interventions.refit_max_steps=2",
+        "interventions.refit_patience=1", "game.validation_fraction=0.15", "curriculum.buckets=2", "curriculum.meta_every=1",
+        "curriculum.meta_steps=1", "curriculum.meta_batch=4", "curriculum.history=4"]
 
 FACTORS = {
     "curriculum": curricula.KINDS,
@@ -55,7 +55,7 @@ def overrides(row: dict) -> list[str]:
     return TINY + [
         f"curriculum.kind={row['curriculum']}", f"objective.kind={row['objective']}",
         f"game.groups={'attribute' if row['objective'] == 'group_dro' else 'none'}",
-        f"train.control={'reset' if 'reset' in row['interventions'] else 'none'}",
+        f"interventions.reset={'reset' in row['interventions']}",
         f"interventions.ema={'ema' in row['interventions']}", f"train.mode={row['mode']}",
         f"merge.kl_beta={0.1 if 'kl' in row['reward'] else 0.0}",
         f"merge.topsim_weight={0.1 if 'topsim' in row['reward'] else 0.0}",

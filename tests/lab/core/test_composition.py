@@ -22,9 +22,8 @@ from lab.interventions import reset_receivers
 STEPS, RESET_EVERY, WINDOW, ALLOWED = 12, 4, 2, 8
 TINY = ["game.n_attributes=3", "game.n_values=3", "agents.hidden_size=16", "agents.embedding_size=8", "agents.vocab_size=6",
         "agents.max_len=3", "train.batch_size=16", "train.seeds=2", "train.lr=0.01", f"train.steps={STEPS}", "train.eval_every=6"]
-POPULATION = ["population.n_senders=2", "population.n_receivers=3", "population.pairing=round_robin", "train.control=reset",
-              f"interventions.reset_every={RESET_EVERY}", f"interventions.listener_window={WINDOW}",
-              "interventions.listener_tolerance=1e9", "interventions.listener_max_steps=50"]
+POPULATION = ["population.n_senders=2", "population.n_receivers=3", "population.pairing=round_robin",
+              "interventions.reset=true", f"interventions.reset_every={RESET_EVERY}", f"interventions.refit_steps={2 * WINDOW}"]
 
 
 class Tally(NamedTuple):
