@@ -375,3 +375,25 @@ def test_study_is_registered_and_its_population_is_as_described():
         assert runs[runs["kind"] == "diwa"]["lr"].nunique() > 1  # DiWA varies its hyperparameters
         assert len({c.train.seed for c in tuned}) == len(tuned)  # every fine-tuning its own seed
         assert len(compile_groups([Cell({}, c) for c in tuned])) == 1  # they differ in continuous fields only: one call
+
+
+def test_the_study_report_opens_with_the_spread_of_single_fine_tunings_and_states_every_mde():
+    import dataclasses
+
+    import pandas as pd
+
+    from lab.report.studies import common
+    from lab.report.studies import merging as study
+
+    rows = [{"condition": "single", "seed": a, "test accuracy spread": spread} for a, spread in enumerate((0.06, 0.1, 0.08))]
+    rows += [{"condition": method, "seed": a, "test accuracy": 0.5 + 0.02 * i + 0.01 * a}
+             for i, method in enumerate(study.METHODS) for a in range(3)]
+    seeds = pd.DataFrame(rows)
+    spec = dataclasses.replace(study.STUDY, notes=None)  # the notes read the trained grid's merge reports
+    result = common.Result(spec, "full", {}, None, pd.DataFrame(), seeds, common.judge_claims(seeds, spec.claims), {})
+    text = common.verdict(result)
+    assert text.startswith("The baseline's problem: the single fine-tunings of one ancestor end 0.080 apart in test "
+                           "accuracy (best minus worst, mean over 3 ancestors; from 0.060 to 0.100), while the best single "
+                           "one, chosen on validation, reaches 0.510: a spread a soup could exploit.")
+    assert "Claim problem, the single fine-tunings of one ancestor end apart" in text
+    assert "over 3 ancestors (MDE " in text and "uniform soup 0.53 vs best single 0.51 (+0.02 ± 0 over 3 ancestors" in text
