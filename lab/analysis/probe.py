@@ -24,7 +24,7 @@ import games
 from lab.core.agents import Agents
 from lab.core.evaluate import members
 from lab.core.optim import adam_init, learning_rates
-from lab.core.refit import ReceiverFit, fit_receiver
+from lab.core.refit import ReceiverFit, attribute_accuracy, fit_receiver
 from lab.core.rollout import rollout
 from lab.core.spec import Spec
 
@@ -76,7 +76,7 @@ def probe(agents: Agents, game: games.LewisGame, sender_params, fit_objects: jax
         greedy = rollout(fitted, episodes, sender.greedy(episodes.target), game)
         best = fit.best_score if name == scored else jnp.full(2, jnp.nan)
         out[name] = ProbeResult(loss=-jnp.mean(sampled.log_rho), accuracy=jnp.mean(greedy.correct),
-                                attribute_accuracy=jnp.mean(greedy.attribute_correct), steps=fit.steps,
+                                attribute_accuracy=attribute_accuracy(greedy), steps=fit.steps,
                                 best_accuracy=best[0], best_attribute_accuracy=best[1])
     return out
 

@@ -39,6 +39,13 @@ class ReceiverFit(NamedTuple):
     best_score: jax.Array  # [2] the best of each over the fit (NaN without `score`)
 
 
+def attribute_accuracy(played) -> jax.Array:
+    """[] the share of attributes guessed right (NaN in a game whose guess has no attributes)."""
+    if played.attribute_correct is None:
+        return jnp.float32(jnp.nan)
+    return jnp.mean(played.attribute_correct.astype(jnp.float32))
+
+
 def should_stop(i: jax.Array, losses: jax.Array, patience: int, tolerance: float) -> jax.Array:
     """The rule after `i` steps, `losses[j]` the watched loss after step j + 1: stop once i > 2 patience and the latest
     is not below the mean of the `patience` before it by more than `tolerance`."""
@@ -76,7 +83,7 @@ def fit_receiver(agents: Agents, game: games.LewisGame, sender_params, receiver_
         if scored is None:
             return jnp.full(2, jnp.nan)
         played = on(receiver_params, scored)
-        return jnp.stack([jnp.mean(played.correct.astype(jnp.float32)), jnp.mean(played.attribute_correct.astype(jnp.float32))])
+        return jnp.stack([jnp.mean(played.correct.astype(jnp.float32)), attribute_accuracy(played)])
 
     def going(carry):
         i, _, _, losses, _, _, _ = carry
