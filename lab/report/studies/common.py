@@ -141,7 +141,9 @@ def compare(differences, margin: float) -> tuple[str, Judgement]:
         return LOWER, up
     if abs(up.effect) + half < margin:
         return SAME, up
-    return INCONCLUSIVE, up
+    # undecided here though judge may have decided `d > 0` (not reproduced): the seeds that would decide
+    needed = up.needed or seeds_needed(up.se * np.sqrt(up.seeds), margin)
+    return INCONCLUSIVE, up._replace(call=INCONCLUSIVE, needed=needed)
 
 
 def describe(j: Judgement, unit: str = "", seeds: str = "seeds") -> str:

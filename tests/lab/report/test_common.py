@@ -58,6 +58,8 @@ def test_compare_answers_a_question_without_a_direction():
     assert common.compare(paired(0.2, 0.02, 6), 0.05)[0] == common.HIGHER
     assert common.compare(paired(0.0, 0.01, 6), 0.05)[0] == common.SAME
     assert common.compare(paired(0.0, 0.3, 6), 0.05)[0] == INCONCLUSIVE
+    word, j = common.compare(paired(-0.03, 0.057, 6), 0.05)  # judge says 'not reproduced' for d > 0; undecided here
+    assert word == INCONCLUSIVE and j.needed > 6 and "about 0" not in common.describe(j._replace(call=word))
 
 
 def test_grid_cells_are_conditions_times_values_grouped_by_the_sweeps_rule():
