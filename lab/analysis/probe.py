@@ -72,7 +72,7 @@ def probe(agents: Agents, game: games.LewisGame, sender_params, fit_objects: jax
     sender, fitted = agents.sender(sender_params), agents.receiver(fit.receiver)
     out = {}
     for name, episodes in measure.items():
-        sampled = rollout(fitted, episodes, sender.sample(episodes.target, key), game)
+        sampled = rollout(fitted, episodes, sender.sample_each(episodes.target, key), game)
         greedy = rollout(fitted, episodes, sender.greedy(episodes.target), game)
         best = fit.best_score if name == scored else jnp.full(2, jnp.nan)
         out[name] = ProbeResult(loss=-jnp.mean(sampled.log_rho), accuracy=jnp.mean(greedy.correct),

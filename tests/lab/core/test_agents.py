@@ -118,8 +118,8 @@ def test_a_reading_ignores_what_follows_the_end_of_a_message(agents):
 # 16 objects, 13 in train; vocabulary 16 (EOS included), messages of up to 3 symbols; one block of width 32
 LEARN = ["game.n_attributes=2", "game.n_values=4", "agents.vocab_size=16", "agents.max_len=3", "agents.cell=transformer",
          "agents.width=32", "agents.heads=2", "agents.layers=1", "train.batch_size=64", "train.steps=600",
-         "train.eval_every=200", "train.seeds=4", "train.lr=0.003", "interventions.listener_max_steps=150",
-         "interventions.listener_window=10"]
+         "train.eval_every=200", "train.seeds=4", "train.lr=0.003", "interventions.refit_max_steps=150",
+         "interventions.refit_patience=10"]
 
 
 @pytest.fixture(scope="module")
