@@ -91,8 +91,9 @@ def describe_run(config: Config, seeds: list[int], n_objects: int, n_held_out: i
         f"{a.max_len} letters ({letters}); the listener {game.describe_listener(g)}.",
         f"* **Held-out objects.** {n_held_out} objects are held-out ({split}): never seen in training, they test "
         f"whether the language generalizes." if g.split != "none" else f"* **Held-out objects.** none ({split}).",
-        f"* **Training.** {t.steps} steps of {t.batch_size} games each ({t.mode}), {pairs}, {a.cell.upper()} networks "
-        f"with {a.hidden_size} hidden units.",
+        f"* **Training.** {t.steps} steps of {t.batch_size} games each ({t.mode}), {pairs}, "
+        + (f"transformer networks ({a.layers} block{'s' * (a.layers > 1)} of width {a.width}, {a.heads} heads)."
+           if a.cell == "transformer" else f"{a.cell.upper()} networks with {a.hidden_size} hidden units."),
         f"* **Seeds.** {', '.join(map(str, seeds))}: independent runs, each from its own random start (its own "
         f"community: the languages differ).",
         "",

@@ -91,3 +91,14 @@ def test_export_samples_utterances_of_trained_objects_and_refuses_bad_input(repo
     assert cli.main(["export", str(out), "--out", str(corpus), "--utterances", "40"]) == 2  # not empty: kept
     assert cli.main(["export", str(out), "--out", str(tmp_path / "x"), "--format", "csv"]) == 2
     assert "allowed values are elcc" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("overrides, said, unsaid", [
+    ([], "GRU networks with", "transformer"),
+    (["agents.cell=transformer", "agents.layers=2"], "transformer networks (2 blocks of width", "hidden units"),
+])
+def test_the_report_names_the_agents_architecture(overrides, said, unsaid, tmp_path):
+    from lab.report.run import describe_run
+
+    text = "\n".join(describe_run(config.load(overrides=overrides), [0], 64, 8, tmp_path))
+    assert said in text and unsaid not in text
